@@ -1,0 +1,19 @@
+r"""Pop (most popular items) on MovieLens-100k, full ranking, past items not masked.
+
+  python -m genrec_jax.main --config=configs/pop_ml100k.py --workdir=runs/pop_ml100k
+
+Variants (`:variant`): `cpu` (default) and `paper` are the same here (Pop has no model);
+`masked` excludes each user's past items, as RecBole does for general recommenders.
+"""
+
+from genrec_jax import config as config_lib
+
+
+def get_config(variant: str = 'cpu'):
+  config = config_lib.base_config(method='pop', dataset='ml-100k')
+  if variant == 'masked':
+    config.eval.mask_history = True
+    config.name = 'pop_ml100k_masked'
+  elif variant not in ('cpu', 'paper'):
+    raise ValueError(f"unknown variant {variant!r}; use 'cpu', 'paper' or 'masked'")
+  return config

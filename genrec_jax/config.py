@@ -1,0 +1,110 @@
+"""The fields every run has, dataset presets, and validation before any work starts.
+
+A config file in `configs/` calls `base_config(method, dataset)` and changes what it needs.
+The method module (chosen by name, see `genrec_jax.methods`) adds its own fields with
+`default_config()`; `validate` then rejects any key that neither the common fields nor the
+method know (typos in config files or in `--config.a.b=v` overrides fail loudly) and any
+invalid value, naming the field and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import ml_collections
+
+from genrec_jax import methods
+
+# Dataset presets: the `data` fields each dataset name sets.
+DATASETS = {
+    'ml-100k': dict(source='movielens100k', category=''),
+    'synthetic': dict(source='synthetic', category=''),
+    'amazon2018-instruments': dict(source='amazon2018', category='Musical_Instruments'),
+    'amazon2018-arts': dict(source='amazon2018', category='Arts_Crafts_and_Sewing'),
+    'amazon2018-games': dict(source='amazon2018', category='Video_Games'),
+    'amazon2014-beauty': dict(source='amazon2014', category='Beauty'),
+    'amazon2014-sports': dict(source='amazon2014', category='Sports_and_Outdoors'),
+    'amazon2014-toys': dict(source='amazon2014', category='Toys_and_Games'),
+}
+
+SOURCES = ('movielens100k', 'amazon2014', 'amazon2018', 'amazon2023', 'recbole', 'synthetic')
+
+
+def base_config(method: str, dataset: str) -> ml_collections.ConfigDict:
+  """Common fields with the dataset preset applied and the method's defaults merged in."""
+  if dataset not in DATASETS:
+    raise ValueError(f'Unknown dataset {dataset!r}; known: {sorted(DATASETS)}.')
+  config = ml_collections.ConfigDict()
+  config.method = method
+  config.name = f'{method}_{dataset}'  # row label in reports; seeds of one name are pooled
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = dataset
+  config.data.source = DATASETS[dataset]['source']
+  config.data.category = DATASETS[dataset]['category']  # Amazon category / RecBole name
+  config.data.dir = ''  # raw files; '' = the source's default (ml-100k: the recbole wheel)
+  config.data.tfds_dir = ''  # raw-data TFDS cache; '' = $GENREC_TFDS_DIR or ~/tensorflow_datasets
+  config.data.on_bad_line = 'error'  # or 'skip' (skipped records are counted and logged)
+  config.data.dedup = True
+  config.data.kcore = 5
+  config.data.max_history = 20
+  config.data.head_ratio = 0.2
+  config.data.num_groups = 5
+  config.data.synthetic = ml_collections.ConfigDict(dict(
+      num_users=500, num_items=300, mean_length=12, min_length=5, num_topics=8,
+      zipf_exponent=1.1, topic_stickiness=0.7))
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.protocol = 'full'  # 'full' ranking or 'sampled' (1 positive + N negatives)
+  config.eval.num_negatives = 100
+  config.eval.ks = (1, 5, 10, 20)
+  config.eval.mask_history = False  # exclude the user's past items from the ranking
+  config.eval.batch_size = 256
+  config.eval.splits = ('valid', 'test')
+
+  config.update(methods.get(method).default_config())
+  return config
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field and the fix for unknown keys or invalid values."""
+  try:
+    module = methods.get(config.method)
+  except ValueError as e:
+    raise ValueError(f'config.method: {e}') from None
+  reference = base_config(config.method, 'synthetic')
+  _check_keys(config.to_dict(), reference.to_dict(), 'config')
+
+  data, ev = config.data, config.eval
+  _require(data.source in SOURCES, 'data.source', f'must be one of {SOURCES}')
+  _require(data.on_bad_line in ('error', 'skip'), 'data.on_bad_line', "use 'error' or 'skip'")
+  _require(data.kcore >= 1, 'data.kcore', 'must be >= 1')
+  _require(data.max_history >= 1, 'data.max_history', 'must be >= 1')
+  _require(0 < data.head_ratio < 1, 'data.head_ratio', 'must be in (0, 1), e.g. 0.2')
+  _require(data.num_groups >= 2, 'data.num_groups', 'must be >= 2')
+  _require(ev.protocol in ('full', 'sampled'), 'eval.protocol', "use 'full' or 'sampled'")
+  _require(ev.num_negatives >= 1, 'eval.num_negatives', 'must be >= 1')
+  _require(len(ev.ks) > 0 and all(int(k) >= 1 for k in ev.ks), 'eval.ks',
+           'must be a non-empty tuple of positive ints')
+  _require(ev.batch_size >= 1, 'eval.batch_size', 'must be >= 1')
+  _require(set(ev.splits) <= {'valid', 'test'} and ev.splits, 'eval.splits',
+           "use a subset of ('valid', 'test')")
+  if hasattr(module, 'validate_config'):
+    module.validate_config(config)
+
+
+def _check_keys(given: dict, known: dict, path: str) -> None:
+  for key, value in given.items():
+    if key not in known:
+      close = difflib.get_close_matches(key, list(known), n=1)
+      hint = f' Did you mean {path}.{close[0]}?' if close else ''
+      raise ValueError(f'Unknown config key {path}.{key}.{hint} Known keys under {path}: '
+                       f'{sorted(known)}.')
+    if isinstance(value, dict) and isinstance(known[key], dict):
+      _check_keys(value, known[key], f'{path}.{key}')
+
+
+def _require(ok: bool, field: str, fix: str) -> None:
+  if not ok:
+    raise ValueError(f'Invalid config.{field}: {fix}.')

@@ -1,0 +1,37 @@
+r"""genrec_jax entry point.
+
+  python -m genrec_jax.main --config=configs/pop_ml100k.py --workdir=runs/pop_ml100k
+  python -m genrec_jax.main --config=configs/pop_ml100k.py --config.eval.mask_history=True ...
+  python -m genrec_jax.main --mode=report --workdir=runs   # tables over every run in runs/
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from genrec_jax import run
+from genrec_jax.report import tables
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/pop_ml100k.py:cpu.')
+flags.DEFINE_string('workdir', None, 'Run directory (config, metrics, results); required.')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'report'],
+                  'train: fit and evaluate; eval: evaluate only; report: tables of all runs '
+                  'under --workdir.')
+flags.mark_flag_as_required('workdir')
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.INFO)
+  if FLAGS.mode == 'report':
+    print(tables.comparison_table(tables.collect(FLAGS.workdir)))
+    return
+  if FLAGS.config is None:
+    raise app.UsageError('--config is required for --mode=train/eval.')
+  run.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  app.run(main)

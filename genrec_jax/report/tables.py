@@ -1,0 +1,85 @@
+"""Markdown tables: one run's results, and the papers' comparison layout across runs.
+
+`collect(root)` finds every run under a directory (each has results.json); runs with the
+same config name are seeds of one row and are shown as mean ± std.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+
+from genrec_jax.eval import metrics as metrics_lib
+
+
+def run_table(metrics: dict[str, float], ks) -> str:
+  """One run: HR/NDCG overall/head/tail and the popularity metrics, one column per K."""
+  header = '| metric | ' + ' | '.join(f'@{k}' for k in ks) + ' |'
+  lines = [header, '|---' * (len(ks) + 1) + '|']
+  names = [f'{m}{part}' for m in ('hr', 'ndcg') for part in ('', '/head', '/tail')]
+  names += ['mgu', 'dgu', 'mgu_groups', 'dgu_groups', 'arp', 'head_slots', 'tail_slots',
+            'coverage', 'entropy']
+  names += [f'hr/group{g}' for g in range(10)]
+  for name in names:
+    base, _, part = name.partition('/')
+    keys = [f'{base}@{k}' + (f'/{part}' if part else '') for k in ks]
+    if not any(key in metrics for key in keys):
+      continue
+    cells = [_fmt(metrics.get(key, float('nan'))) for key in keys]
+    lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+# Table I of the Ghost paper: (column title, metric key pattern).
+COMPARISON_COLUMNS = (
+    ('HR@{k} all', 'hr@{k}'), ('HR@{k} tail', 'hr@{k}/tail'),
+    ('NDCG@{k} all', 'ndcg@{k}'), ('NDCG@{k} tail', 'ndcg@{k}/tail'),
+    ('MGU@{k}', 'mgu@{k}'), ('ARP@{k}', 'arp@{k}'), ('CNS@{k}', 'cns@{k}'),
+)
+
+
+def comparison_table(rows: dict[str, list[dict[str, float]]], ks=(5, 10)) -> str:
+  """Rows = {name: [metrics of each seed]}; CNS is computed per seed-mean across the rows."""
+  means = {name: {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
+           for name, runs in rows.items()}
+  for k in ks:
+    if len(means) >= 2 and all(f'mgu@{k}' in m for m in means.values()):
+      for name, score in metrics_lib.cns(means, k).items():
+        means[name][f'cns@{k}'] = score
+  titles = [title.format(k=k) for k in ks for title, _ in COMPARISON_COLUMNS]
+  lines = ['| run | seeds | ' + ' | '.join(titles) + ' |', '|---' * (len(titles) + 2) + '|']
+  for name, runs in rows.items():
+    cells = []
+    for k in ks:
+      for _, pattern in COMPARISON_COLUMNS:
+        key = pattern.format(k=k)
+        values = [r[key] for r in runs if key in r]
+        if key.startswith('cns'):
+          cells.append(_fmt(means[name].get(key, float('nan'))))
+        elif len(values) > 1:
+          cells.append(f'{_fmt(np.mean(values))} ± {_fmt(np.std(values))}')
+        else:
+          cells.append(_fmt(values[0] if values else float('nan')))
+    lines.append(f'| {name} | {len(runs)} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def collect(root: str, split: str = 'test') -> dict[str, list[dict[str, float]]]:
+  """{config name: [split metrics of each run]} for every results.json under root."""
+  rows: dict[str, list[dict[str, float]]] = {}
+  for path in sorted(glob.glob(os.path.join(root, '**', 'results.json'), recursive=True)):
+    with open(path) as f:
+      result = json.load(f)
+    rows.setdefault(result['name'], []).append(result['splits'][split])
+  return rows
+
+
+def _fmt(x: float) -> str:
+  if x is None or np.isnan(x):
+    return '–'
+  if abs(x) >= 100:
+    return f'{x:.1f}'
+  return f'{x:.4f}'

@@ -1,0 +1,81 @@
+"""train_and_evaluate(config, workdir): one run from config to results table.
+
+Stages: validate the config -> write config.json -> load (or build and cache) the dataset
+-> build the method named by config.method -> fit -> evaluate each split -> write
+metrics.jsonl, results.json and results.md into the workdir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import logging
+import jax
+import ml_collections
+
+from genrec_jax import config as config_lib
+from genrec_jax import methods
+from genrec_jax.data.load import load_dataset
+from genrec_jax.eval.evaluate import evaluate
+from genrec_jax.eval.evaluate import protocol_description
+from genrec_jax.report import tables
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs `config` in `workdir` and returns the results dict written to results.json."""
+  # ---------------------------------------------------------------------------- config --
+  config_lib.validate(config)
+  os.makedirs(workdir, exist_ok=True)
+  is_writer = jax.process_index() == 0
+  if is_writer:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  # ------------------------------------------------------------------------------ data --
+  dataset = load_dataset(config.data, workdir)
+
+  # ---------------------------------------------------------------------------- method --
+  method = methods.get(config.method).build(config, dataset, None)
+  if method.trainable:
+    raise NotImplementedError(
+        f'{config.method} needs the training loop, which genrec_jax does not have yet.')
+  params = method.init(jax.random.PRNGKey(config.seed))
+
+  # ------------------------------------------------------------------------ evaluation --
+  protocol = protocol_description(config.eval)
+  logging.info('Evaluating %s on %s (%s)', config.name, dataset.name, protocol)
+  splits = {}
+  for split in config.eval.splits:
+    splits[split] = evaluate(method, params, dataset, split, config.eval, config.seed)
+    if is_writer:
+      _append_jsonl(os.path.join(workdir, 'metrics.jsonl'),
+                    {'event': 'eval', 'split': split, 'time': time.time(), **splits[split]})
+
+  # --------------------------------------------------------------------------- results --
+  results = {'name': config.name, 'method': config.method, 'seed': config.seed,
+             'dataset': dataset.name, 'statistics': dataset.statistics(),
+             'protocol': protocol, 'splits': splits}
+  if is_writer:
+    write_results(results, config.eval.ks, workdir)
+  return results
+
+
+def write_results(results: dict, ks, workdir: str) -> str:
+  with open(os.path.join(workdir, 'results.json'), 'w') as f:
+    json.dump(results, f, indent=2)
+  parts = [f"# {results['name']} on {results['dataset']} (seed {results['seed']})",
+           f"Protocol: {results['protocol']}."]
+  for split, metrics in results['splits'].items():
+    parts += [f'## {split}', tables.run_table(metrics, ks)]
+  text = '\n\n'.join(parts) + '\n'
+  with open(os.path.join(workdir, 'results.md'), 'w') as f:
+    f.write(text)
+  print(text)
+  return text
+
+
+def _append_jsonl(path: str, record: dict) -> None:
+  with open(path, 'a') as f:
+    f.write(json.dumps(record) + '\n')
