@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import numpy as np
 import pytest
@@ -123,7 +122,7 @@ def test_no_user_repeats_an_item(kwargs):
     dict(num_items=1000, mean_length=30, min_length=2),
     dict(mean_length=5, min_length=5),
 ])
-def test_lengths_respect_minimum_and_mean(kwargs, default_data):
+def test_lengths_respect_minimum_and_mean(kwargs):
   args = dict(num_items=300, mean_length=12, min_length=5) | kwargs
   raw = synthetic.generate(**args)
   lengths = np.array([len(sequence) for sequence in _sequences(raw)])
@@ -200,12 +199,11 @@ def test_last_item_topic_beats_global_popularity(default_data):
           np.argsort(-counts[item_topic == topic])[:10]]
       for topic in range(8)
   }
-  popular_hits = topic_hits = pairs = 0
+  popular_hits = topic_hits = 0
   for sequence in _sequences(raw):
     for previous, following in zip(sequence[:-1], sequence[1:]):
       popular_hits += following in global_top
       topic_hits += following in topic_top[item_topic[previous]]
-      pairs += 1
   assert topic_hits > 1.5 * popular_hits
 
 
@@ -288,10 +286,3 @@ def test_rejects_bad_arguments(kwargs, argument):
   with pytest.raises(ValueError, match=argument):
     synthetic.generate(**kwargs)
 
-
-def test_is_fast_at_ten_thousand_users():
-  start = time.perf_counter()
-  raw = synthetic.generate(num_users=10_000, num_items=2_000)
-  # Generous bound (it takes ~0.15 s) so a loaded machine does not flake.
-  assert time.perf_counter() - start < 2.0
-  assert len(np.unique(raw.users)) == 10_000
