@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     'numpy==2.4.6',
     'matplotlib==3.11.2',
     'tqdm==4.70.1',
+    'tensorboardX==2.6.4',
 ]
 
 setup(

@@ -7,7 +7,6 @@ r"""genrec_jax entry point.
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from genrec_jax import run
@@ -24,13 +23,12 @@ flags.mark_flag_as_required('workdir')
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
   if FLAGS.mode == 'report':
     print(tables.comparison_table(tables.collect(FLAGS.workdir)))
     return
   if FLAGS.config is None:
     raise app.UsageError('--config is required for --mode=train/eval.')
-  run.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  run.train_and_evaluate(FLAGS.config, FLAGS.workdir, eval_only=FLAGS.mode == 'eval')
 
 
 if __name__ == '__main__':

@@ -1,15 +1,15 @@
 """train_and_evaluate(config, workdir): one run from config to results table.
 
 Stages: validate the config -> write config.json -> load (or build and cache) the dataset
--> build the method named by config.method -> fit -> evaluate each split -> write
-metrics.jsonl, results.json and results.md into the workdir.
+-> build the method named by config.method -> fit (or load the best checkpoint for
+eval-only runs) -> evaluate each split -> write metrics.jsonl, results.json and results.md
+into the workdir.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 
 from absl import logging
 import jax
@@ -21,10 +21,16 @@ from genrec_jax.data.load import load_dataset
 from genrec_jax.eval.evaluate import evaluate
 from genrec_jax.eval.evaluate import protocol_description
 from genrec_jax.report import tables
+from genrec_jax.train import loop
+from genrec_jax.train.writer import MetricWriter
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Runs `config` in `workdir` and returns the results dict written to results.json."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       eval_only: bool = False) -> dict:
+  """Runs `config` in `workdir` and returns the results dict written to results.json.
+
+  eval_only: evaluate the best checkpoint already in `workdir` instead of training.
+  """
   # ---------------------------------------------------------------------------- config --
   config_lib.validate(config)
   os.makedirs(workdir, exist_ok=True)
@@ -38,10 +44,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   # ---------------------------------------------------------------------------- method --
   method = methods.get(config.method).build(config, dataset, None)
-  if method.trainable:
-    raise NotImplementedError(
-        f'{config.method} needs the training loop, which genrec_jax does not have yet.')
-  params = method.init(jax.random.PRNGKey(config.seed))
+  writer = MetricWriter(workdir)
+
+  # ------------------------------------------------------------------------- train/fit --
+  if not method.trainable:
+    params = method.init(jax.random.PRNGKey(config.seed))
+  elif eval_only:
+    params = loop.load_best_params(config, method, workdir)
+  else:
+    validate = lambda p: evaluate(method, p, dataset, 'valid', config.eval, config.seed)
+    params = loop.fit(config, method, dataset, workdir, validate_fn=validate, writer=writer)
 
   # ------------------------------------------------------------------------ evaluation --
   protocol = protocol_description(config.eval)
@@ -49,9 +61,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   splits = {}
   for split in config.eval.splits:
     splits[split] = evaluate(method, params, dataset, split, config.eval, config.seed)
-    if is_writer:
-      _append_jsonl(os.path.join(workdir, 'metrics.jsonl'),
-                    {'event': 'eval', 'split': split, 'time': time.time(), **splits[split]})
+    writer.write(-1, f'final_{split}', splits[split])
+  writer.close()
 
   # --------------------------------------------------------------------------- results --
   results = {'name': config.name, 'method': config.method, 'seed': config.seed,
@@ -74,8 +85,3 @@ def write_results(results: dict, ks, workdir: str) -> str:
     f.write(text)
   print(text)
   return text
-
-
-def _append_jsonl(path: str, record: dict) -> None:
-  with open(path, 'a') as f:
-    f.write(json.dumps(record) + '\n')

@@ -10,6 +10,8 @@ every process_count-th example, so processes read disjoint data.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import grain
 import numpy as np
 
@@ -17,10 +19,23 @@ from genrec_jax.data.dataset import Dataset
 from genrec_jax.data.dataset import prefix_histories
 
 
+KINDS = ('prefix',)
+
+
+def num_train_examples(dataset: Dataset, kind: str = 'prefix') -> int:
+  _check_kind(kind)
+  return len(dataset.train_examples()[0])
+
+
 def train_iterator(dataset: Dataset, *, batch_size: int, seed: int,
                    num_epochs: int | None = None, process_index: int = 0,
-                   process_count: int = 1) -> grain.DatasetIterator:
-  """Batches of {'user', 'history', 'history_len', 'target'}; batch_size is per process."""
+                   process_count: int = 1, kind: str = 'prefix',
+                   transform: Callable[[dict], dict] | None = None) -> grain.DatasetIterator:
+  """Batches of {'user', 'history', 'history_len', 'target'}; batch_size is per process.
+
+  `transform` (a method's `prepare_batch`) turns each numpy batch into the method's inputs.
+  """
+  _check_kind(kind)
   users, positions = dataset.train_examples()
   if len(users) == 0:
     raise ValueError(f'{dataset.name}: no training examples (every user has < 4 items).')
@@ -29,11 +44,17 @@ def train_iterator(dataset: Dataset, *, batch_size: int, seed: int,
 
   def to_batch(index: np.ndarray) -> dict[str, np.ndarray]:
     history, length, target = prefix_histories(dataset, positions[index], users[index])
-    return {'user': users[index].astype(np.int32), 'history': history,
-            'history_len': length, 'target': target}
+    batch = {'user': users[index].astype(np.int32), 'history': history,
+             'history_len': length, 'target': target}
+    return transform(batch) if transform else batch
 
   return iter(examples.batch(batch_size, drop_remainder=True).map(to_batch)
               .to_iter_dataset())
+
+
+def _check_kind(kind: str) -> None:
+  if kind not in KINDS:
+    raise ValueError(f'config.train.example_kind={kind!r}: use one of {KINDS}.')
 
 
 def eval_batches(dataset: Dataset, split: str, batch_size: int, mask_history: bool):
