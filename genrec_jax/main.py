@@ -11,6 +11,7 @@ from ml_collections import config_flags
 
 from genrec_jax import run
 from genrec_jax.report import tables
+from genrec_jax.train import distributed
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/pop_ml100k.py:cpu.')
@@ -18,6 +19,10 @@ flags.DEFINE_string('workdir', None, 'Run directory (config, metrics, results); 
 flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'report'],
                   'train: fit and evaluate; eval: evaluate only; report: tables of all runs '
                   'under --workdir.')
+flags.DEFINE_string('coordinator_address', '', 'Multi-process runs without SLURM/TPU '
+                    'auto-detection: host:port of process 0.')
+flags.DEFINE_integer('num_processes', 0, 'With --coordinator_address.')
+flags.DEFINE_integer('process_id', -1, 'With --coordinator_address.')
 flags.mark_flag_as_required('workdir')
 
 
@@ -26,6 +31,7 @@ def main(argv):
   if FLAGS.mode == 'report':
     print(tables.comparison_table(tables.collect(FLAGS.workdir)))
     return
+  distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   if FLAGS.config is None:
     raise app.UsageError('--config is required for --mode=train/eval.')
   run.train_and_evaluate(FLAGS.config, FLAGS.workdir, eval_only=FLAGS.mode == 'eval')

@@ -1,0 +1,374 @@
+"""Decoder-only LM of the Qwen2 / Qwen2.5 / Qwen3 / LLaMA family, as Flax Linen modules.
+
+Params (float32 by default; activations in `config.dtype`):
+  embedder/embedding [V, D]
+  layers_{i}/input_norm/scale [D]
+  layers_{i}/attention/{q,k,v}_proj/kernel [D, heads, H], bias [heads, H] (attention_bias)
+  layers_{i}/attention/o_proj/kernel [N, H, D], bias [D] (attention_out_bias)
+  layers_{i}/attention/{q,k}_norm/scale [H] (qk_norm, Qwen3)
+  layers_{i}/post_attention_norm/scale [D]
+  layers_{i}/mlp/{gate,up}_proj/kernel [D, F], mlp/down_proj/kernel [F, D]
+  final_norm/scale [D]
+  lm_head/kernel [D, V] (only when not tie_word_embeddings)
+
+KV cache (every leaf batch-leading, so a beam search can reorder rows with
+`jax.tree.map(lambda x: x[idx], cache)`):
+  {'index': [B] int32     next slot to write (equal across rows in lockstep decoding),
+   'position': [B] int32  RoPE position of the next token (differs across left-padded rows),
+   'mask': [B, S] bool    slot holds a real token (padding and unwritten slots are False),
+   'layers': tuple over layers of {'k': [B, S, K, H], 'v': [B, S, K, H]} in config.dtype}
+Writing past S is not checked inside jit (XLA clamps the write): size the cache to
+prompt length + number of decode steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any, Mapping, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from genrec_jax.models import attention
+from genrec_jax.models import block as block_lib
+from genrec_jax.models import norm
+from genrec_jax.models import rope
+
+Cache = dict[str, Any]
+
+SUPPORTED_MODEL_TYPES = ('qwen2', 'qwen3', 'llama')
+
+# Example sharding rules: batch over mesh axis 'data', tensor parallelism over 'model'.
+DEFAULT_LOGICAL_AXIS_RULES = (
+    ('batch', 'data'), ('length', None), ('embed', None), ('vocab', 'model'),
+    ('mlp', 'model'), ('heads', 'model'), ('kv_heads', None), ('kv', None))
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+  """Architecture (HF config.json names) plus our dtype / remat choices. Hashable.
+
+  `attention_bias` means q/k/v biases; `attention_out_bias` the o_proj bias (Qwen2 has the
+  first only; LLaMA / Qwen3 with HF attention_bias=True have both). `rope_scaling` is the HF
+  scaling dict (without rope_theta) stored as sorted items, None for plain RoPE.
+  """
+  vocab_size: int
+  hidden_size: int
+  intermediate_size: int
+  num_hidden_layers: int
+  num_attention_heads: int
+  num_key_value_heads: int | None = None  # None: = num_attention_heads (no GQA)
+  head_dim: int | None = None  # None: hidden_size // num_attention_heads
+  rms_norm_eps: float = 1e-6
+  rope_theta: float = 10000.0
+  rope_scaling: tuple[tuple[str, Any], ...] | None = None
+  tie_word_embeddings: bool = False
+  attention_bias: bool = False
+  attention_out_bias: bool = False
+  qk_norm: bool = False
+  model_type: str = 'llama'
+  initializer_range: float = 0.02
+  dtype: Any = jnp.float32  # activations (and KV cache)
+  param_dtype: Any = jnp.float32
+  remat: bool = False  # rematerialise each block in the backward pass (saves memory)
+
+  def __post_init__(self):
+    set_field = lambda name, value: object.__setattr__(self, name, value)
+    if self.num_key_value_heads is None:
+      set_field('num_key_value_heads', self.num_attention_heads)
+    if self.head_dim is None:
+      set_field('head_dim', self.hidden_size // self.num_attention_heads)
+    if isinstance(self.rope_scaling, Mapping):
+      scaling = {k: v for k, v in self.rope_scaling.items() if k != 'rope_theta'}
+      rope_type = scaling.get('rope_type', scaling.get('type', 'default'))
+      set_field('rope_scaling', None if rope_type == 'default' else tuple(sorted(scaling.items())))
+    set_field('dtype', jnp.dtype(self.dtype))
+    set_field('param_dtype', jnp.dtype(self.param_dtype))
+    if self.num_attention_heads % self.num_key_value_heads:
+      raise ValueError(f'num_attention_heads={self.num_attention_heads} is not a multiple of '
+                       f'num_key_value_heads={self.num_key_value_heads}.')
+    if self.head_dim % 2:
+      raise ValueError(f'RoPE needs an even head_dim, got {self.head_dim}.')
+    rope.check_rope_scaling(self.rope_scaling_dict)
+
+  @property
+  def rope_scaling_dict(self) -> dict[str, Any] | None:
+    return None if self.rope_scaling is None else dict(self.rope_scaling)
+
+  def replace(self, **changes) -> TransformerConfig:
+    return dataclasses.replace(self, **changes)
+
+  @classmethod
+  def from_hf(cls, source: Any, **overrides) -> TransformerConfig:
+    """Builds the config from a HF checkpoint dir, its config.json, a dict or a HF config.
+
+    Reading goes through `transformers.AutoConfig` so that fields left out of config.json
+    (save_pretrained writes only non-default values) take the HF class defaults, and old
+    `rope_theta` / `rope_scaling` fields are normalised into `rope_parameters`.
+
+    Args:
+      source: directory, path to config.json, dict of config.json, or a PretrainedConfig.
+      **overrides: our fields (dtype, param_dtype, remat) or any field to override.
+    """
+    hf = _hf_config(source)
+    model_type = hf.model_type
+    if model_type not in SUPPORTED_MODEL_TYPES:
+      raise ValueError(f'model_type {model_type!r} is not supported; supported: '
+                       f'{", ".join(SUPPORTED_MODEL_TYPES)}.')
+    get = lambda name, default=None: getattr(hf, name, default)
+    if get('hidden_act', 'silu') != 'silu':
+      raise ValueError(f"hidden_act {get('hidden_act')!r} is not supported (only 'silu').")
+    if get('mlp_bias', False):
+      raise ValueError('mlp_bias=True is not supported (Qwen2/Qwen3/LLaMA MLPs have no bias).')
+    layer_types = set(get('layer_types') or ['full_attention'])
+    if get('use_sliding_window', False) or layer_types != {'full_attention'}:
+      raise ValueError('Sliding-window attention is not supported (use_sliding_window / '
+                       f'layer_types={sorted(layer_types)}); only full attention layers.')
+    rope_parameters = dict(get('rope_parameters') or {})
+    theta = rope_parameters.get('rope_theta', get('rope_theta', 10000.0))
+    # HF Qwen2 always has q/k/v biases and no o_proj bias; LLaMA / Qwen3 follow attention_bias.
+    bias = model_type == 'qwen2' or bool(get('attention_bias', False))
+    fields = dict(
+        vocab_size=hf.vocab_size, hidden_size=hf.hidden_size,
+        intermediate_size=hf.intermediate_size, num_hidden_layers=hf.num_hidden_layers,
+        num_attention_heads=hf.num_attention_heads,
+        num_key_value_heads=get('num_key_value_heads'), head_dim=get('head_dim'),
+        rms_norm_eps=get('rms_norm_eps', 1e-6), rope_theta=float(theta),
+        rope_scaling=rope_parameters or get('rope_scaling'),
+        tie_word_embeddings=bool(get('tie_word_embeddings', False)), attention_bias=bias,
+        attention_out_bias=bias and model_type != 'qwen2', qk_norm=model_type == 'qwen3',
+        model_type=model_type, initializer_range=get('initializer_range', 0.02))
+    fields.update(overrides)
+    return cls(**fields)
+
+
+def _hf_config(source: Any):
+  """A transformers PretrainedConfig from a dir, a config.json path, a dict or a config."""
+  import transformers  # pylint: disable=g-import-not-at-top  (heavy; configs only)
+  if isinstance(source, transformers.PretrainedConfig):
+    return source
+  if isinstance(source, Mapping):
+    fields = dict(source)
+    if 'model_type' not in fields:
+      raise ValueError('The config dict has no model_type (e.g. "qwen2", "qwen3", "llama").')
+    return transformers.AutoConfig.for_model(fields.pop('model_type'), **fields)
+  path = os.fspath(source)
+  if os.path.isfile(path):
+    with open(path) as f:
+      return _hf_config(json.load(f))
+  if not os.path.isfile(os.path.join(path, 'config.json')):
+    raise FileNotFoundError(f'No config.json in {path!r}: expected a Hugging Face checkpoint '
+                            'directory (config.json + *.safetensors).')
+  return transformers.AutoConfig.from_pretrained(path)
+
+
+def positions_from_mask(mask: jax.Array) -> jax.Array:
+  """RoPE positions [B, T]: 0, 1, ... over real tokens; padding before them gets 0."""
+  return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=1) - 1, 0)
+
+
+def init_cache(config: TransformerConfig, batch: int, max_len: int) -> Cache:
+  """An empty KV cache for `batch` rows of up to `max_len` tokens (layout: module doc)."""
+  kv_shape = (batch, max_len, config.num_key_value_heads, config.head_dim)
+  layer = lambda: {'k': jnp.zeros(kv_shape, config.dtype), 'v': jnp.zeros(kv_shape, config.dtype)}
+  return {
+      'index': jnp.zeros((batch,), jnp.int32),
+      'position': jnp.zeros((batch,), jnp.int32),
+      'mask': jnp.zeros((batch, max_len), bool),
+      'layers': tuple(layer() for _ in range(config.num_hidden_layers)),
+  }
+
+
+class DecoderOutput(NamedTuple):
+  logits: jax.Array  # [B, T, V] float32
+  hidden: jax.Array | None  # [B, T, D] after the final norm (HF last_hidden_state), if asked
+  cache: Cache | None  # the updated cache, when one was passed
+
+
+class Embedder(nn.Module):
+  """Token embedding [V, D]; `attend` is the tied LM head."""
+  vocab_size: int
+  hidden_size: int
+  initializer_range: float = 0.02
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  def setup(self):
+    init = nn.initializers.normal(self.initializer_range)
+    self.embedding = self.param('embedding', nn.with_logical_partitioning(init, ('vocab', 'embed')),
+                                (self.vocab_size, self.hidden_size), self.param_dtype)
+
+  def encode(self, tokens: jax.Array) -> jax.Array:
+    """tokens [B, T] -> [B, T, D]. Ids >= V give NaN rows (jnp.take fill): never silent."""
+    return jnp.take(self.embedding, tokens, axis=0).astype(self.dtype)
+
+  def attend(self, hidden: jax.Array) -> jax.Array:
+    """hidden [B, T, D] -> float32 logits [B, T, V]."""
+    return jnp.einsum('BTD,VD->BTV', hidden, self.embedding.astype(self.dtype),
+                      preferred_element_type=jnp.float32)
+
+
+class LMHead(nn.Module):
+  """Untied output projection, kernel [D, V] (HF lm_head.weight transposed)."""
+  vocab_size: int
+  initializer_range: float = 0.02
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, hidden: jax.Array) -> jax.Array:
+    """hidden [B, T, D] -> float32 logits [B, T, V]."""
+    init = nn.initializers.normal(self.initializer_range)
+    kernel = self.param('kernel', nn.with_logical_partitioning(init, ('embed', 'vocab')),
+                        (hidden.shape[-1], self.vocab_size), self.param_dtype)
+    return jnp.einsum('BTD,DV->BTV', hidden, kernel.astype(self.dtype),
+                      preferred_element_type=jnp.float32)
+
+
+class Transformer(nn.Module):
+  """The decoder-only LM. Pure function of params; see the module doc for layouts."""
+  config: TransformerConfig
+
+  def setup(self):
+    cfg = self.config
+    self.embedder = Embedder(cfg.vocab_size, cfg.hidden_size, cfg.initializer_range, cfg.dtype,
+                             cfg.param_dtype)
+    block_cls = nn.remat(block_lib.DecoderBlock) if cfg.remat else block_lib.DecoderBlock
+    self.layers = [block_cls(cfg) for _ in range(cfg.num_hidden_layers)]  # layers_0, ...
+    self.final_norm = norm.RMSNorm(cfg.rms_norm_eps, 'embed', cfg.dtype, cfg.param_dtype)
+    if not cfg.tie_word_embeddings:
+      self.lm_head = LMHead(cfg.vocab_size, cfg.initializer_range, cfg.dtype, cfg.param_dtype)
+
+  def __call__(self, tokens: jax.Array, positions: jax.Array | None = None,
+               mask: jax.Array | None = None, cache: Cache | None = None,
+               return_hidden: bool = False) -> DecoderOutput:
+    """Logits for every position of tokens [B, T].
+
+    Args:
+      tokens: [B, T] int token ids (ids at padding positions are ignored).
+      positions: [B, T] RoPE positions; None derives them from the mask (and the cache).
+      mask: [B, T], 1/True for real tokens, 0 for padding (left or right); None = all real.
+      cache: a cache from `init_cache` / `prefill`; the tokens are appended to it.
+      return_hidden: also return the final-norm hidden states [B, T, D].
+
+    Returns:
+      DecoderOutput(logits [B, T, V] float32, hidden or None, updated cache or None).
+    """
+    hidden, cache = self.hidden_states(tokens, positions, mask, cache)
+    return DecoderOutput(self.logits(hidden), hidden if return_hidden else None, cache)
+
+  def hidden_states(self, tokens: jax.Array, positions: jax.Array | None = None,
+                    mask: jax.Array | None = None,
+                    cache: Cache | None = None) -> tuple[jax.Array, Cache | None]:
+    """(final-norm hidden states [B, T, D], updated cache); arguments as in __call__."""
+    batch, length = tokens.shape
+    mask = jnp.ones((batch, length), bool) if mask is None else mask.astype(bool)
+    query_steps = jnp.arange(length)
+    if cache is None:
+      start = None
+      if positions is None:
+        positions = positions_from_mask(mask)
+      key_mask = mask  # [B, S=T]
+      causal = query_steps[None, :] <= query_steps[:, None]  # [T, S]
+      attn_mask = causal[None] & key_mask[:, None, :]  # [B, T, S]
+    else:
+      start = cache['index']  # [B]
+      if positions is None:
+        positions = cache['position'][:, None] + positions_from_mask(mask)
+      key_mask = attention.write_rows(cache['mask'], mask, start)  # [B, S]
+      query_slots = start[:, None] + query_steps[None, :]  # [B, T]
+      key_slots = jnp.arange(key_mask.shape[1])
+      attn_mask = (key_slots[None, None, :] <= query_slots[:, :, None]) & key_mask[:, None, :]
+
+    # Padding ids may be anything (e.g. -1): embed token 0 there instead.
+    x = self.embedder.encode(jnp.where(mask, tokens, 0))  # [B, T, D]
+    layer_caches = []
+    for i, layer in enumerate(self.layers):
+      layer_cache = None if cache is None else cache['layers'][i]
+      x, layer_cache = layer(x, positions, attn_mask, layer_cache, start)
+      layer_caches.append(layer_cache)
+    hidden = self.final_norm(x)
+
+    if cache is not None:
+      next_position = jnp.max(jnp.where(mask, positions + 1, 0), axis=1)
+      cache = {'index': start + length,
+               'position': jnp.maximum(cache['position'], next_position).astype(jnp.int32),
+               'mask': key_mask, 'layers': tuple(layer_caches)}
+    return hidden, cache
+
+  def logits(self, hidden: jax.Array) -> jax.Array:
+    """hidden [B, T, D] -> float32 logits [B, T, V] (tied or untied head)."""
+    if self.config.tie_word_embeddings:
+      logits = self.embedder.attend(hidden)
+    else:
+      logits = self.lm_head(hidden)
+    return nn.with_logical_constraint(logits, ('batch', 'length', 'vocab'))
+
+  def prefill(self, tokens: jax.Array, mask: jax.Array,
+              max_len: int | None = None) -> tuple[jax.Array, Cache]:
+    """Runs a (left- or right-) padded prompt batch into a fresh cache of max_len slots.
+
+    Returns (logits [B, V] at each row's last real token, cache). Decoding then continues
+    at slot T with each row's own next position.
+    """
+    batch, length = tokens.shape
+    max_len = length if max_len is None else max_len
+    if max_len < length:
+      raise ValueError(f'max_len={max_len} is shorter than the prompt length {length}.')
+    cache = init_cache(self.config, batch, max_len)
+    hidden, cache = self.hidden_states(tokens, None, mask, cache)
+    last = length - 1 - jnp.argmax(mask[:, ::-1].astype(bool), axis=1)  # [B]
+    last_hidden = jnp.take_along_axis(hidden, last[:, None, None], axis=1)  # [B, 1, D]
+    return self.logits(last_hidden)[:, 0], cache
+
+  def decode_step(self, tokens: jax.Array, cache: Cache) -> tuple[jax.Array, Cache]:
+    """Appends one token per row, tokens [B]; returns (logits [B, V], cache)."""
+    positions = cache['position'][:, None]  # [B, 1]
+    hidden, cache = self.hidden_states(tokens[:, None], positions, None, cache)
+    return self.logits(hidden)[:, 0], cache
+
+  def init_cache(self, batch: int, max_len: int) -> Cache:
+    return init_cache(self.config, batch, max_len)
+
+
+# Functional helpers: `params` is the inner 'params' dict (what hf_loading returns). Jit them
+# with the model static, e.g. jax.jit(prefill, static_argnums=(0, 4)).
+
+
+def prefill(model: Transformer, params: Any, tokens: jax.Array, mask: jax.Array,
+            max_len: int | None = None) -> tuple[jax.Array, Cache]:
+  """(logits [B, V] at the last real prompt token, cache); see Transformer.prefill."""
+  return model.apply({'params': params}, tokens, mask, max_len, method=Transformer.prefill)
+
+
+def decode_step(model: Transformer, params: Any, tokens: jax.Array,
+                cache: Cache) -> tuple[jax.Array, Cache]:
+  """(logits [B, V], cache) after appending tokens [B]; see Transformer.decode_step."""
+  return model.apply({'params': params}, tokens, cache, method=Transformer.decode_step)
+
+
+def _init_variables(model: Transformer, key: jax.Array) -> Any:
+  tokens = jnp.zeros((1, 1), jnp.int32)
+  return model.init(key, tokens)
+
+
+def init_params(model: Transformer, key: jax.Array) -> Any:
+  """Randomly initialised params (plain arrays, partitioning metadata removed)."""
+  return nn.unbox(_init_variables(model, key)['params'])
+
+
+def abstract_params(model: Transformer) -> Any:
+  """Param shapes and dtypes (jax.ShapeDtypeStruct pytree) without allocating them."""
+  init = functools.partial(_init_variables, model)
+  return nn.unbox(jax.eval_shape(init, jax.random.key(0))['params'])
+
+
+def param_logical_axes(model: Transformer) -> Any:
+  """PartitionSpec pytree of logical axis names per param (nn.logical_to_mesh_sharding)."""
+  init = functools.partial(_init_variables, model)
+  boxed = jax.eval_shape(init, jax.random.key(0))['params']
+  return nn.get_partition_spec(boxed)
