@@ -14,6 +14,9 @@ import difflib
 import ml_collections
 
 from genrec_jax import methods
+from genrec_jax.embed.cache import default_embed_config
+from genrec_jax.tokenize.build import default_tokenize_config
+from genrec_jax.tokenize.build import validate_tokenize_config
 from genrec_jax.train.sharding import default_sharding_config
 from genrec_jax.train.state import default_train_config
 
@@ -65,6 +68,8 @@ def base_config(method: str, dataset: str) -> ml_collections.ConfigDict:
   config.eval.batch_size = 256
   config.eval.splits = ('valid', 'test')
 
+  config.embed = default_embed_config()
+  config.tokenize = default_tokenize_config()
   config.train = default_train_config()
   config.sharding = default_sharding_config()
 
@@ -95,6 +100,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(ev.batch_size >= 1, 'eval.batch_size', 'must be >= 1')
   _require(set(ev.splits) <= {'valid', 'test'} and ev.splits, 'eval.splits',
            "use a subset of ('valid', 'test')")
+  validate_tokenize_config(config.tokenize)
   tc = config.train
   _require(tc.batch_size >= 1, 'train.batch_size', 'must be >= 1')
   _require(tc.num_epochs >= 1 or tc.num_steps >= 1, 'train.num_epochs',
@@ -102,7 +108,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(tc.lr > 0, 'train.lr', 'must be > 0')
   _require(tc.grad_accum_steps >= 1, 'train.grad_accum_steps', 'must be >= 1')
   _require(tc.log_every >= 1, 'train.log_every', 'must be >= 1')
-  _require(tc.example_kind in ('prefix',), 'train.example_kind', "use 'prefix'")
+  _require(tc.example_kind in ('prefix', 'sequence'), 'train.example_kind',
+           "use 'prefix' or 'sequence'")
   if hasattr(module, 'validate_config'):
     module.validate_config(config)
 

@@ -16,9 +16,10 @@ from genrec_jax.train import distributed
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/pop_ml100k.py:cpu.')
 flags.DEFINE_string('workdir', None, 'Run directory (config, metrics, results); required.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'report'],
-                  'train: fit and evaluate; eval: evaluate only; report: tables of all runs '
-                  'under --workdir.')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'tokenize', 'report'],
+                  'train: fit and evaluate; eval: evaluate the best checkpoint; tokenize: '
+                  'build the item SIDs and print their statistics; report: tables of all '
+                  'runs under --workdir.')
 flags.DEFINE_string('coordinator_address', '', 'Multi-process runs without SLURM/TPU '
                     'auto-detection: host:port of process 0.')
 flags.DEFINE_integer('num_processes', 0, 'With --coordinator_address.')
@@ -34,7 +35,8 @@ def main(argv):
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   if FLAGS.config is None:
     raise app.UsageError('--config is required for --mode=train/eval.')
-  run.train_and_evaluate(FLAGS.config, FLAGS.workdir, eval_only=FLAGS.mode == 'eval')
+  run.train_and_evaluate(FLAGS.config, FLAGS.workdir, eval_only=FLAGS.mode == 'eval',
+                         tokenize_only=FLAGS.mode == 'tokenize')
 
 
 if __name__ == '__main__':

@@ -18,18 +18,22 @@ import ml_collections
 from genrec_jax import config as config_lib
 from genrec_jax import methods
 from genrec_jax.data.load import load_dataset
+from genrec_jax.embed.cache import item_embeddings
 from genrec_jax.eval.evaluate import evaluate
 from genrec_jax.eval.evaluate import protocol_description
 from genrec_jax.report import tables
+from genrec_jax.tokenize.build import build_sids
+from genrec_jax.tokenize.stats import describe as describe_sids
 from genrec_jax.train import loop
 from genrec_jax.train.writer import MetricWriter
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       eval_only: bool = False) -> dict:
+                       eval_only: bool = False, tokenize_only: bool = False) -> dict:
   """Runs `config` in `workdir` and returns the results dict written to results.json.
 
   eval_only: evaluate the best checkpoint already in `workdir` instead of training.
+  tokenize_only: stop after building (and printing the statistics of) the SIDs.
   """
   # ---------------------------------------------------------------------------- config --
   config_lib.validate(config)
@@ -42,8 +46,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # ------------------------------------------------------------------------------ data --
   dataset = load_dataset(config.data, workdir)
 
+  # ----------------------------------------------------------------- embeddings, SIDs --
+  module = methods.get(config.method)
+  embeddings = sids = None
+  if getattr(module, 'uses_sids', False) or tokenize_only:
+    embeddings = item_embeddings(config.embed, dataset, workdir)
+    sids = build_sids(config.tokenize, dataset, embeddings, config.seed, workdir)
+    print(describe_sids(sids, dataset.is_head))
+    if tokenize_only:
+      return {'sids': sids}
+
   # ---------------------------------------------------------------------------- method --
-  method = methods.get(config.method).build(config, dataset, None)
+  method = module.build(config, dataset, sids, embeddings=embeddings)
   writer = MetricWriter(workdir)
 
   # ------------------------------------------------------------------------- train/fit --

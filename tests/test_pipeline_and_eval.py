@@ -8,6 +8,7 @@ from genrec_jax import methods
 from genrec_jax.data import dataset as dataset_lib
 from genrec_jax.data import synthetic
 from genrec_jax.data.pipeline import eval_batches
+from genrec_jax.data.pipeline import sequence_chunks
 from genrec_jax.data.pipeline import train_iterator
 from genrec_jax.eval import metrics as metrics_lib
 from genrec_jax.eval.evaluate import evaluate
@@ -137,3 +138,21 @@ def test_sampled_protocol_pop_matches_hand_ranking(ds):
                     for u in range(ds.num_users)])
   assert result['hr@5'] == pytest.approx(np.mean(ranks < 5))
   assert 'mgu@5' not in result  # popularity metrics need full ranking
+
+
+def test_sequence_chunks_train_each_target_once_with_its_prefix_history(ds):
+  users, positions = ds.train_examples()
+  hist, _, target = dataset_lib.prefix_histories(ds, positions, users)
+  expected = sorted((int(u), int(t), tuple(int(x) for x in h if x >= 0))
+                    for u, h, t in zip(users, hist, target))
+  got = []
+  for batch in train_iterator(ds, batch_size=5, seed=0, num_epochs=1, kind='sequence'):
+    for u, items, is_target in zip(batch['user'], batch['items'], batch['is_target']):
+      for col in np.flatnonzero(is_target):
+        history = items[max(0, col - ds.max_history):col]
+        got.append((int(u), int(items[col]), tuple(int(x) for x in history)))
+  # drop_remainder may leave out the last chunks; everything seen is right and unique.
+  assert len(set(got)) == len(got) and set(got) <= set(expected)
+  assert len(got) > 0.8 * len(expected)
+  _, _, firsts, ends = sequence_chunks(ds, targets_per_chunk=4)
+  assert (ends - firsts).sum() == len(users)  # every target in exactly one chunk

@@ -19,33 +19,71 @@ from genrec_jax.data.dataset import Dataset
 from genrec_jax.data.dataset import prefix_histories
 
 
-KINDS = ('prefix',)
+KINDS = ('prefix', 'sequence')
+TARGETS_PER_CHUNK = 32  # 'sequence' examples: targets per chunk (plus max_history context)
 
 
 def num_train_examples(dataset: Dataset, kind: str = 'prefix') -> int:
   _check_kind(kind)
+  if kind == 'sequence':
+    return len(sequence_chunks(dataset)[0])
   return len(dataset.train_examples()[0])
+
+
+def sequence_chunks(dataset: Dataset, targets_per_chunk: int = TARGETS_PER_CHUNK):
+  """Whole-sequence examples: (user, first item, first target, end) positions in seq_items.
+
+  A user's training sequence s[0..n-1] has targets s[1..n-1]; chunk k trains the targets
+  s[a:b], a = 1 + k·C, b = min(n, a + C), and holds the items s[max(0, a − H):b], so every
+  target sees exactly the history a per-prefix example gives it (H = max_history).
+  """
+  n = np.maximum(dataset.seq_lengths - 2, 0)
+  blocks = np.maximum(-(-(n - 1) // targets_per_chunk), 0)
+  users = np.repeat(np.arange(dataset.num_users), blocks)
+  block = np.arange(blocks.sum()) - np.repeat(np.cumsum(blocks) - blocks, blocks)
+  first_target = 1 + block * targets_per_chunk
+  end = np.minimum(n[users], first_target + targets_per_chunk)
+  first_item = np.maximum(first_target - dataset.max_history, 0)
+  offset = dataset.seq_offsets[users]
+  return users, offset + first_item, offset + first_target, offset + end
 
 
 def train_iterator(dataset: Dataset, *, batch_size: int, seed: int,
                    num_epochs: int | None = None, process_index: int = 0,
                    process_count: int = 1, kind: str = 'prefix',
                    transform: Callable[[dict], dict] | None = None) -> grain.DatasetIterator:
-  """Batches of {'user', 'history', 'history_len', 'target'}; batch_size is per process.
+  """Training batches; batch_size is per process.
 
-  `transform` (a method's `prepare_batch`) turns each numpy batch into the method's inputs.
+  kind 'prefix': {'user', 'history' [B, H] left-padded, 'history_len', 'target'} per example;
+  kind 'sequence': {'user', 'items' [B, H + C], 'is_target' [B, H + C]} per chunk of a user's
+  training sequence (see `sequence_chunks`), for models that train every prefix in one
+  causal pass. `transform` (a method's `prepare_batch`) turns a numpy batch into its inputs.
   """
   _check_kind(kind)
-  users, positions = dataset.train_examples()
+  if kind == 'sequence':
+    users, starts, first_targets, ends = sequence_chunks(dataset)
+  else:
+    users, positions = dataset.train_examples()
   if len(users) == 0:
     raise ValueError(f'{dataset.name}: no training examples (every user has < 4 items).')
   examples = grain.MapDataset.range(len(users)).shuffle(seed=seed).repeat(num_epochs)
   examples = examples[process_index::process_count]
+  width = dataset.max_history + TARGETS_PER_CHUNK
 
   def to_batch(index: np.ndarray) -> dict[str, np.ndarray]:
-    history, length, target = prefix_histories(dataset, positions[index], users[index])
-    batch = {'user': users[index].astype(np.int32), 'history': history,
-             'history_len': length, 'target': target}
+    if kind == 'sequence':
+      # Items left-aligned, -1 after the end; is_target marks the items trained on.
+      cols = np.arange(width)[None, :]
+      length = (ends - starts)[index][:, None]
+      items = np.where(cols < length, dataset.seq_items[
+          np.minimum(starts[index][:, None] + cols, len(dataset.seq_items) - 1)], -1)
+      is_target = (cols >= (first_targets - starts)[index][:, None]) & (cols < length)
+      batch = {'user': users[index].astype(np.int32), 'items': items.astype(np.int32),
+               'is_target': is_target}
+    else:
+      history, length, target = prefix_histories(dataset, positions[index], users[index])
+      batch = {'user': users[index].astype(np.int32), 'history': history,
+               'history_len': length, 'target': target}
     return transform(batch) if transform else batch
 
   return iter(examples.batch(batch_size, drop_remainder=True).map(to_batch)

@@ -3,7 +3,9 @@
 The contract is tiny. A method module defines
 
   default_config() -> ml_collections.ConfigDict   # its own fields (merged into the config)
-  build(config, dataset, sids) -> Method            # sids: the SID table, or None
+  build(config, dataset, sids, embeddings=None) -> Method
+  uses_sids = True                                  # optional: run the embed + tokenize
+                                                    # stages first and pass sids/embeddings
   validate_config(config)                           # optional, raises ValueError
 
 and the `Method` it builds has

@@ -42,6 +42,6 @@ class Pop:
     return params['item_counts'][items]
 
 
-def build(config, dataset, sids=None):
-  del config, sids
+def build(config, dataset, sids=None, embeddings=None):
+  del config, sids, embeddings
   return Pop(dataset.item_counts)

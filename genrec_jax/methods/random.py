@@ -45,6 +45,6 @@ class Random:
     return jnp.take_along_axis(scores, items, axis=1)
 
 
-def build(config, dataset, sids=None):
-  del sids
+def build(config, dataset, sids=None, embeddings=None):
+  del sids, embeddings
   return Random(dataset.num_items, config.seed)

@@ -55,6 +55,6 @@ class SASRec:
     return params['item_embedding']['embedding'][:self.model.num_items]
 
 
-def build(config, dataset, sids=None):
-  del sids
+def build(config, dataset, sids=None, embeddings=None):
+  del sids, embeddings
   return SASRec(config, dataset.num_items)

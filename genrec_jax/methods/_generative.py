@@ -1,0 +1,175 @@
+"""The generative-recommendation stage shared by LC-Rec, TIGER, LETTER, Ghost and the
+debiasing baselines: a backbone reads the history as SID tokens and generates the next item's
+SID; decoding is the trie-constrained beam search, so only real items come out.
+
+Training objective per example with target item v and history h (SID tokens c_v):
+  NLL_b = −Σ_i log P(c_v^(i) | h, c_v^(<i))            (summed over the SID's tokens)
+  AUO_b = −Σ_{d ∈ distractors(v)} Σ_i log(1 − P(c_d^(i) | h, c_d^(<i)))   (Ghost; tail v only)
+  loss  = mean_b(w_b · NLL_b) + α · mean_b(AUO_b)
+w_b are per-example weights (1, or IFairLRS-RW's group weights). Probabilities are softmax
+over the full vocabulary. Distractor SIDs are teacher-forced along their own prefixes from
+the same history, using one prefill of the history and a batched continuation (no
+re-encoding per distractor).
+
+Whole-sequence training ('sequence' examples, decoder backbone only): one causal pass over a
+chunk of a user's SID stream (H context items + up to C targets, see
+`pipeline.sequence_chunks`) trains every target item in it, and equals the per-prefix
+objective of the same targets with the chunk's preceding items as history (RoPE depends only
+on relative positions). So in this mode a target sees between H and H + C − 1 history items
+rather than exactly H: a window mask cannot cap it at H in one pass, because in a deeper
+layer the states of the window's first items already carry the items before the window.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genrec_jax.decode.beam_search import beam_search
+from genrec_jax.tokenize.sid_table import SIDTable
+from genrec_jax.tokenize.trie import build_trie
+
+
+def compact(tokens: jax.Array, left: bool) -> jax.Array:
+  """Moves the -1 entries of each row to the left (or right), keeping the order of the rest."""
+  valid = tokens >= 0
+  order = jnp.argsort(valid if left else ~valid, axis=1, stable=True)
+  return jnp.take_along_axis(tokens, order, axis=1)
+
+
+def item_tokens_of(item_tokens: jax.Array, items: jax.Array) -> jax.Array:
+  """[..., L] global SID tokens of items [...] (-1 items and pad slots give -1)."""
+  tokens = item_tokens[jnp.maximum(items, 0)]
+  return jnp.where(items[..., None] >= 0, tokens, -1)
+
+
+def history_tokens(item_tokens: jax.Array, history: jax.Array) -> jax.Array:
+  """History items [B, H] -> their SID tokens concatenated, left-padded [B, H·L]."""
+  tokens = item_tokens_of(item_tokens, history)
+  return compact(tokens.reshape(history.shape[0], -1), left=True)
+
+
+def stream(item_tokens: jax.Array, items: jax.Array, is_target: jax.Array):
+  """A chunk of items [B, W] -> (tokens [B, W·L] right-padded, target flag of each token),
+  for whole-sequence training."""
+  batch, width = items.shape
+  tokens = item_tokens_of(item_tokens, items)  # [B, W, L]
+  flags = jnp.broadcast_to(is_target[..., None], tokens.shape)
+  tokens, flags = tokens.reshape(batch, -1), flags.reshape(batch, -1)
+  order = jnp.argsort(tokens < 0, axis=1, stable=True)  # padding to the right
+  tokens, flags = (jnp.take_along_axis(x, order, axis=1) for x in (tokens, flags))
+  return tokens, flags & (tokens >= 0)
+
+
+def sequence_log_probs(logits: jax.Array, tokens: jax.Array) -> jax.Array:
+  """log P(tokens) under logits [..., V] (full-vocabulary softmax); tokens -1 give 0."""
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  picked = jnp.take_along_axis(log_probs, jnp.maximum(tokens, 0)[..., None], axis=-1)[..., 0]
+  return jnp.where(tokens >= 0, picked, 0.0)
+
+
+def unlikelihood(log_probs: jax.Array, valid: jax.Array) -> jax.Array:
+  """−Σ log(1 − p) over valid entries of log_probs [..., L] (last axes summed by caller)."""
+  p = jnp.minimum(jnp.exp(log_probs), 1.0 - 1e-6)
+  return jnp.where(valid, -jnp.log1p(-p), 0.0)
+
+
+class GenerativeRecommender:
+  """A SID generator on a backbone (see `backbones.py`), trained and decoded the same way for
+  every method built on it. Methods add per-example weights and distractors via hooks."""
+
+  trainable = True
+
+  def __init__(self, backbone, sids: SIDTable, num_items: int, *, max_history: int,
+               beam_size: int, token_base: int, auo_weight: float = 0.0,
+               distractors: np.ndarray | None = None, is_tail: np.ndarray | None = None,
+               example_weight=None):
+    self.backbone = backbone
+    self.sids = sids
+    self.num_items = num_items
+    self.max_history = max_history
+    self.beam_size = beam_size
+    self.token_base = token_base
+    tokens = sids.item_tokens()
+    self.item_tokens_host = np.where(tokens >= 0, tokens + token_base, -1).astype(np.int32)
+    self.item_tokens = jnp.asarray(self.item_tokens_host)  # [I, L]
+    self.trie = jax.device_put(build_trie(self.item_tokens_host))
+    self.auo_weight = auo_weight
+    self.distractors = None if distractors is None else jnp.asarray(distractors)  # [I, Kb]
+    self.is_tail = None if is_tail is None else jnp.asarray(is_tail)
+    self.example_weight = example_weight  # callable(batch) -> [B] weights, or None
+
+  def init(self, rng):
+    return self.backbone.init(rng)
+
+  # ------------------------------------------------------------------------ training --
+
+  def loss_fn(self, params, batch, rng):
+    if 'items' in batch:
+      return self._sequence_loss(params, batch, rng)
+    return self._prefix_loss(params, batch, rng)
+
+  def per_example_terms(self, params, batch, rng):
+    """(NLL_b [B], AUO_b [B] or None) for per-prefix examples."""
+    hist = history_tokens(self.item_tokens, batch['history'])
+    target = item_tokens_of(self.item_tokens, batch['target'])  # [B, L]
+    continuations = target[:, None]  # [B, R, L]
+    use_auo = self.auo_weight > 0 and self.distractors is not None
+    if use_auo:
+      distractor_tokens = item_tokens_of(self.item_tokens,
+                                         self.distractors[batch['target']])  # [B, Kb, L]
+      continuations = jnp.concatenate([continuations, distractor_tokens], axis=1)
+    # logits[:, r, i] is the distribution of token i of continuation r.
+    logits = self.backbone.continuation_logits(params, hist, continuations, rng)
+    log_probs = sequence_log_probs(logits, continuations)  # [B, R, L]
+    nll = -log_probs[:, 0].sum(-1)
+    if not use_auo:
+      return nll, None
+    auo = unlikelihood(log_probs[:, 1:], continuations[:, 1:] >= 0).sum((1, 2))
+    return nll, jnp.where(self.is_tail[batch['target']], auo, 0.0)
+
+  def _prefix_loss(self, params, batch, rng):
+    nll, auo = self.per_example_terms(params, batch, rng)
+    weights = (jnp.ones_like(nll) if self.example_weight is None
+               else self.example_weight(batch))
+    loss = jnp.mean(weights * nll)
+    metrics = {'nll': jnp.mean(nll)}
+    if auo is not None:
+      loss = loss + self.auo_weight * jnp.mean(auo)
+      metrics['auo'] = jnp.mean(auo)
+    return loss, metrics
+
+  def _sequence_loss(self, params, batch, rng):
+    tokens, is_target_token = stream(self.item_tokens, batch['items'], batch['is_target'])
+    logits = self.backbone.sequence_logits(params, tokens, tokens >= 0, rng)
+    labels = jnp.where(is_target_token[:, 1:], tokens[:, 1:], -1)  # token q+1 from query q
+    token_nll = -sequence_log_probs(logits[:, :-1], labels)
+    num_targets = jnp.maximum(jnp.sum(batch['is_target']), 1)
+    nll = jnp.sum(token_nll) / num_targets  # = mean over target items of their SID's NLL
+    return nll, {'nll': nll}
+
+  # ------------------------------------------------------------------------ decoding --
+
+  @functools.partial(jax.jit, static_argnums=(0, 3))
+  def predict_topk(self, params, batch, k):
+    if 'exclude' in batch:
+      raise ValueError('Generative methods decode with a trie beam search and cannot mask '
+                       'past items exactly; set eval.mask_history=False.')
+    hist = history_tokens(self.item_tokens, batch['history'])
+    beam = max(k, self.beam_size)
+    first_logits, cache = self.backbone.prefill(params, hist, self.trie.max_len)
+    step = lambda tokens, cache, _: self.backbone.decode_step(params, tokens, cache)
+    items, scores = beam_search(step, cache, self.trie, batch_size=hist.shape[0],
+                                beam_size=beam, first_logits=first_logits)
+    return items[:, :k], scores[:, :k]
+
+  @functools.partial(jax.jit, static_argnums=(0,))
+  def score_items(self, params, batch, items):
+    """Sequence log-probability of each candidate item (sampled-negatives protocol)."""
+    hist = history_tokens(self.item_tokens, batch['history'])
+    candidates = item_tokens_of(self.item_tokens, items)  # [B, C, L]
+    logits = self.backbone.continuation_logits(params, hist, candidates, None)
+    return sequence_log_probs(logits, candidates).sum(-1)

@@ -1,0 +1,59 @@
+"""Backbones of the generative stage, one small adapter each.
+
+A backbone maps SID-token histories to next-token logits, with the calls `_generative.py`
+needs:
+  init(rng) -> params
+  continuation_logits(params, history [B, Th] left-padded, continuations [B, R, L], rng)
+      -> logits [B, R, L, V]; logits[:, r, i] is the distribution of token i of
+         continuation r given the history and that continuation's tokens before i
+  sequence_logits(params, tokens [B, T], valid [B, T], rng)
+      -> causal logits [B, T, V] (whole-sequence training; decoder-only backbones)
+  prefill(params, history, max_decode_len) -> (first-token logits [B, V], cache)
+  decode_step(params, tokens [B], cache) -> (logits [B, V], cache)
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from genrec_jax.models import transformer as transformer_lib
+
+
+class DecoderBackbone:
+  """A decoder-only LM (Qwen2/Qwen3/LLaMA family): history tokens, then the SID."""
+
+  def __init__(self, model: transformer_lib.Transformer, init_params=None):
+    self.model = model
+    self._init_params = init_params  # e.g. a loaded Hugging Face checkpoint
+
+  def init(self, rng):
+    if self._init_params is not None:
+      return self._init_params
+    return self.model.init(rng, jnp.zeros((1, 1), jnp.int32))['params']
+
+  def continuation_logits(self, params, history, continuations, rng):
+    del rng  # no dropout in the LLM backbones
+    batch, num_cont, length = continuations.shape
+    first_logits, cache = transformer_lib.prefill(
+        self.model, params, history, history >= 0, history.shape[1] + length - 1)
+    if length == 1:
+      return jnp.broadcast_to(first_logits[:, None, None], (batch, num_cont, 1,
+                                                            first_logits.shape[-1]))
+    cache = jax.tree.map(lambda x: jnp.repeat(x, num_cont, axis=0), cache)
+    inputs = continuations[:, :, :-1].reshape(batch * num_cont, length - 1)
+    out = self.model.apply({'params': params}, inputs, mask=inputs >= 0, cache=cache)
+    rest = out.logits.reshape(batch, num_cont, length - 1, -1)
+    first = jnp.broadcast_to(first_logits[:, None, None], (batch, num_cont, 1, rest.shape[-1]))
+    return jnp.concatenate([first, rest], axis=2)
+
+  def sequence_logits(self, params, tokens, valid, rng):
+    del rng
+    return self.model.apply({'params': params}, tokens, mask=valid).logits
+
+  def prefill(self, params, history, max_decode_len):
+    return transformer_lib.prefill(self.model, params, history, history >= 0,
+                                   history.shape[1] + max_decode_len)
+
+  def decode_step(self, params, tokens, cache):
+    return transformer_lib.decode_step(self.model, params, tokens, cache)

@@ -1,0 +1,118 @@
+"""The tokenize stage: item embeddings -> SIDTable, cached in the workdir.
+
+config.tokenize.method picks the tokenizer:
+  rq_kmeans   RQ-KMeans, `levels` × `codes_per_level` (LC-Rec's RQK-4 / RQK-6 ablations);
+  skt         Ghost's skeleton-founded tokenization (head_levels + tail_levels, EOS);
+  rqk_var     variable length without inheritance (Ghost's RQK-4-6: head_levels/tail_levels);
+  rqvae       RQ-VAE (TIGER, LC-Rec; Sinkhorn on chosen levels);
+  letter      RQ-VAE + LETTER's collaborative and diversity regularisers.
+Embeddings are first reduced by PCA to `pca_dim` (0 keeps them; the papers use an MLP to 32
+dims). Similarity for SKT's head anchors uses the full embeddings. Then the dedup level
+(`dedup`) makes every SID unique; the collision rate before it is recorded.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+
+from genrec_jax.data.dataset import Dataset
+from genrec_jax.data.dataset import fingerprint
+from genrec_jax.tokenize import rq_kmeans
+from genrec_jax.tokenize import skt
+from genrec_jax.tokenize.sid_table import SIDTable
+from genrec_jax.tokenize.sid_table import add_dedup_level
+
+METHODS = ('rq_kmeans', 'skt', 'rqk_var', 'rqvae', 'letter')
+LEVEL_NAMES = 'abcdefghijklmnop'
+
+
+def default_tokenize_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      method='rq_kmeans',
+      levels=4,  # rq_kmeans / rqvae / letter
+      codes_per_level=256,
+      head_levels=3,  # skt / rqk_var: L^h
+      tail_levels=2,  # skt: L^t extra tail levels; rqk_var: total tail levels
+      pca_dim=32,
+      normalize_residuals=False,
+      kmeans_iters=100,
+      kmeans_tol=1e-4,
+      balanced_last_level=False,  # Sinkhorn-balanced last RQ-KMeans level
+      dedup='colliding',  # 'colliding' | 'all' (TIGER) | 'none'
+  ))
+
+
+def validate_tokenize_config(tok) -> None:
+  if tok.method not in METHODS:
+    raise ValueError(f'Invalid config.tokenize.method {tok.method!r}: use one of {METHODS}.')
+  if tok.dedup not in ('colliding', 'all', 'none'):
+    raise ValueError("Invalid config.tokenize.dedup: use 'colliding', 'all' or 'none'.")
+  for field in ('levels', 'codes_per_level', 'head_levels', 'tail_levels'):
+    if tok[field] < 1:
+      raise ValueError(f'Invalid config.tokenize.{field}: must be >= 1.')
+  if tok.method == 'rqk_var' and tok.tail_levels <= tok.head_levels:
+    raise ValueError('Invalid config.tokenize.tail_levels: rqk_var needs tail_levels > '
+                     'head_levels (e.g. 4 and 6 for RQK-4-6).')
+
+
+def build_sids(tok, dataset: Dataset, embeddings: np.ndarray, seed: int,
+               workdir: str | None = None) -> SIDTable:
+  """The SID table for `dataset`, from the workdir cache when the same inputs made one."""
+  key = fingerprint(tok.to_dict(), seed, embeddings.shape,
+                    float(np.asarray(embeddings, np.float64).sum()), dataset.is_head.tolist())
+  path = os.path.join(workdir, 'sids', f'{tok.method}-{key}.npz') if workdir else None
+  if path and os.path.exists(path):
+    logging.info('Loaded cached SIDs %s', path)
+    return SIDTable.load(path, dataset.num_items)
+  table = _fit(tok, dataset, embeddings, jax.random.PRNGKey(seed))
+  if path:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    table.save(path[:-4] + '.tmp.npz')
+    os.replace(path[:-4] + '.tmp.npz', path)
+  return table
+
+
+def _fit(tok, dataset: Dataset, embeddings: np.ndarray, key: jax.Array) -> SIDTable:
+  x = reduce_dim(embeddings, tok.pca_dim)
+  kmeans_args = dict(num_iters=tok.kmeans_iters, tol=tok.kmeans_tol,
+                     normalize_residuals=tok.normalize_residuals)
+  if tok.method == 'rq_kmeans':
+    size = min(tok.codes_per_level, len(x))
+    model = rq_kmeans.fit_rq_kmeans(x, tok.levels, size, key,
+                                    balanced_last_level=tok.balanced_last_level, **kmeans_args)
+    codes = np.asarray(rq_kmeans.encode(model, x)[0], np.int32)
+    eos, level_sizes, info = np.zeros(len(x), bool), [size] * tok.levels, {}
+  elif tok.method == 'skt':
+    codes, eos, level_sizes, info = skt.skt_codes(
+        x, embeddings, dataset.is_head, key, head_levels=tok.head_levels,
+        tail_levels=tok.tail_levels, codes_per_level=tok.codes_per_level, **kmeans_args)
+  elif tok.method == 'rqk_var':
+    codes, eos, level_sizes, info = skt.variable_length_codes(
+        x, dataset.is_head, key, head_levels=tok.head_levels, tail_levels=tok.tail_levels,
+        codes_per_level=tok.codes_per_level, **kmeans_args)
+  else:
+    raise NotImplementedError(f'tokenize.method={tok.method} is not wired in yet')
+  codes, dedup_size, collision_rate = add_dedup_level(codes, eos, tok.dedup)
+  names = list(LEVEL_NAMES[:len(level_sizes)])
+  if tok.dedup != 'none':
+    level_sizes.append(dedup_size)
+    names.append('dedup')
+  info.update(method=tok.method, collision_rate=collision_rate)
+  return SIDTable(codes=codes, level_sizes=tuple(level_sizes), ends_with_eos=eos,
+                  level_names=tuple(names), info=info)
+
+
+def reduce_dim(x: np.ndarray, dim: int) -> np.ndarray:
+  """PCA to `dim` components (0, or dim >= min(N, D), keeps x)."""
+  x = np.asarray(x, np.float32)
+  if not dim or dim >= min(x.shape):
+    return x
+  mean, components = rq_kmeans.fit_pca(x, dim)
+  return np.asarray((x - mean) @ components.T)
+
+
