@@ -7,6 +7,7 @@ r"""genrec_jax entry point.
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from genrec_jax import run
@@ -29,6 +30,8 @@ flags.mark_flag_as_required('workdir')
 
 def main(argv):
   del argv
+  if not FLAGS['verbosity'].present:  # library INFO logs (orbax, ...) only when asked for
+    logging.set_verbosity(logging.WARNING)
   if FLAGS.mode == 'report':
     print(tables.comparison_table(tables.collect(FLAGS.workdir)))
     return
