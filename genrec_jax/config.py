@@ -35,8 +35,11 @@ DATASETS = {
 SOURCES = ('movielens100k', 'amazon2014', 'amazon2018', 'amazon2023', 'recbole', 'synthetic')
 
 
-def base_config(method: str, dataset: str) -> ml_collections.ConfigDict:
-  """Common fields with the dataset preset applied and the method's defaults merged in."""
+def base_config(method: str, dataset: str,
+                method_defaults: ml_collections.ConfigDict | None = None
+                ) -> ml_collections.ConfigDict:
+  """Common fields with the dataset preset applied and the method's defaults merged in
+  (`method_defaults`, or the method module's default_config())."""
   if dataset not in DATASETS:
     raise ValueError(f'Unknown dataset {dataset!r}; known: {sorted(DATASETS)}.')
   config = ml_collections.ConfigDict()
@@ -73,7 +76,8 @@ def base_config(method: str, dataset: str) -> ml_collections.ConfigDict:
   config.train = default_train_config()
   config.sharding = default_sharding_config()
 
-  config.update(methods.get(method).default_config())
+  config.update(method_defaults if method_defaults is not None
+                else methods.get(method).default_config())
   return config
 
 
@@ -83,7 +87,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     module = methods.get(config.method)
   except ValueError as e:
     raise ValueError(f'config.method: {e}') from None
-  reference = base_config(config.method, 'synthetic')
+  # A method whose fields depend on the config (e.g. LETTER's backbone) says which it expects.
+  defaults = module.default_config_for(config) if hasattr(module, 'default_config_for') else None
+  reference = base_config(config.method, 'synthetic', defaults)
   _check_keys(config.to_dict(), reference.to_dict(), 'config')
 
   data, ev = config.data, config.eval

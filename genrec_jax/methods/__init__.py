@@ -15,6 +15,8 @@ and the `Method` it builds has
   loss_fn(params, batch, rng) -> (loss, metrics)    # trainable methods only
   predict_topk(params, batch, k) -> (items [B, k], scores [B, k])
   score_items(params, batch, items [B, C]) -> scores [B, C]   # for sampled evaluation
+  train_dataset                                     # optional: the data to train on, if
+                                                    # not the run's (augmentation)
 
 A batch is a dict of arrays: 'user' [B], 'history' [B, H] (left-padded with -1),
 'history_len' [B], and for ranking 'exclude' [B, E] (items never to recommend, -1 padded).

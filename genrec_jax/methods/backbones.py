@@ -17,6 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from genrec_jax.models import t5 as t5_lib
 from genrec_jax.models import transformer as transformer_lib
 
 
@@ -57,3 +58,38 @@ class DecoderBackbone:
 
   def decode_step(self, params, tokens, cache):
     return transformer_lib.decode_step(self.model, params, tokens, cache)
+
+
+class EncoderDecoderBackbone:
+  """A T5-style encoder–decoder (TIGER): the encoder reads the history, the decoder the SID
+  after a start token. Dropout is active in training (rng given) and off otherwise."""
+
+  def __init__(self, model: t5_lib.T5, start_token: int):
+    self.model = model
+    self.start_token = start_token
+
+  def init(self, rng):
+    return self.model.init(rng, jnp.zeros((1, 1), jnp.int32), jnp.ones((1, 1), bool),
+                           jnp.zeros((1, 1), jnp.int32))['params']
+
+  def continuation_logits(self, params, history, continuations, rng):
+    batch, num_cont, length = continuations.shape
+    train = rng is not None
+    rngs = {'dropout': rng} if train else {}
+    mask = history >= 0
+    encoded = self.model.apply({'params': params}, history, mask, train, method=t5_lib.T5.encode,
+                               rngs=rngs)
+    repeat = lambda x: jnp.repeat(x, num_cont, axis=0)
+    starts = jnp.full((batch * num_cont, 1), self.start_token, continuations.dtype)
+    inputs = jnp.concatenate(
+        [starts, continuations[:, :, :-1].reshape(batch * num_cont, length - 1)], axis=1)
+    logits = self.model.apply({'params': params}, inputs, repeat(encoded), repeat(mask), train,
+                              method=t5_lib.T5.decode, rngs=rngs)
+    return logits.reshape(batch, num_cont, length, -1)
+
+  def prefill(self, params, history, max_decode_len):
+    return t5_lib.prefill(self.model, params, history, history >= 0, max_decode_len,
+                          self.start_token)
+
+  def decode_step(self, params, tokens, cache):
+    return t5_lib.decode_step(self.model, params, tokens, cache)

@@ -22,10 +22,13 @@ import numpy as np
 
 from genrec_jax.data.dataset import Dataset
 from genrec_jax.data.dataset import fingerprint
+from genrec_jax.embed.collaborative import item_embeddings_from_run
 from genrec_jax.tokenize import rq_kmeans
+from genrec_jax.tokenize import rqvae
 from genrec_jax.tokenize import skt
 from genrec_jax.tokenize.sid_table import SIDTable
 from genrec_jax.tokenize.sid_table import add_dedup_level
+from genrec_jax.tokenize.rqvae import default_rqvae_config
 
 METHODS = ('rq_kmeans', 'skt', 'rqk_var', 'rqvae', 'letter')
 LEVEL_NAMES = 'abcdefghijklmnop'
@@ -44,6 +47,8 @@ def default_tokenize_config() -> ml_collections.ConfigDict:
       kmeans_tol=1e-4,
       balanced_last_level=False,  # Sinkhorn-balanced last RQ-KMeans level
       dedup='colliding',  # 'colliding' | 'all' (TIGER) | 'none'
+      rqvae=default_rqvae_config(),  # rqvae / letter (levels and codes_per_level above win)
+      cf_run='',  # letter: workdir of a SASRec run whose item embeddings are the CF signal
   ))
 
 
@@ -55,6 +60,9 @@ def validate_tokenize_config(tok) -> None:
   for field in ('levels', 'codes_per_level', 'head_levels', 'tail_levels'):
     if tok[field] < 1:
       raise ValueError(f'Invalid config.tokenize.{field}: must be >= 1.')
+  if tok.method == 'letter' and not tok.cf_run:
+    raise ValueError('Invalid config.tokenize.cf_run: letter needs the workdir of a SASRec run '
+                     'on the same dataset (e.g. runs/sasrec_ml100k).')
   if tok.method == 'rqk_var' and tok.tail_levels <= tok.head_levels:
     raise ValueError('Invalid config.tokenize.tail_levels: rqk_var needs tail_levels > '
                      'head_levels (e.g. 4 and 6 for RQK-4-6).')
@@ -95,8 +103,9 @@ def _fit(tok, dataset: Dataset, embeddings: np.ndarray, key: jax.Array) -> SIDTa
     codes, eos, level_sizes, info = skt.variable_length_codes(
         x, dataset.is_head, key, head_levels=tok.head_levels, tail_levels=tok.tail_levels,
         codes_per_level=tok.codes_per_level, **kmeans_args)
-  else:
-    raise NotImplementedError(f'tokenize.method={tok.method} is not wired in yet')
+  else:  # rqvae / letter, on the full embeddings (the encoder MLP reduces them)
+    codes, eos, level_sizes = _rqvae_codes(tok, dataset, embeddings, key)
+    info = {}
   codes, dedup_size, collision_rate = add_dedup_level(codes, eos, tok.dedup)
   names = list(LEVEL_NAMES[:len(level_sizes)])
   if tok.dedup != 'none':
@@ -105,6 +114,27 @@ def _fit(tok, dataset: Dataset, embeddings: np.ndarray, key: jax.Array) -> SIDTa
   info.update(method=tok.method, collision_rate=collision_rate)
   return SIDTable(codes=codes, level_sizes=tuple(level_sizes), ends_with_eos=eos,
                   level_names=tuple(names), info=info)
+
+
+def _rqvae_codes(tok, dataset, embeddings, key):
+  config = tok.rqvae.copy_and_resolve_references()
+  size = min(tok.codes_per_level, len(embeddings))
+  last_epsilon = config.sinkhorn_epsilons[-1]  # Sinkhorn on the last level only (LC-Rec)
+  config.update(num_levels=tok.levels, codes_per_level=size,
+                sinkhorn_epsilons=(0.0,) * (tok.levels - 1) + (last_epsilon,),
+                letter_num_clusters=min(config.letter_num_clusters, size))
+  cf = None
+  if tok.method == 'letter':
+    if not tok.cf_run:
+      raise ValueError('tokenize.method=letter needs tokenize.cf_run: the workdir of a SASRec '
+                       'run on this dataset (its item embeddings are the CF signal).')
+    if config.letter_alpha <= 0:
+      config.letter_alpha, config.letter_beta = 0.01, 1e-4  # LETTER's script defaults
+    cf = item_embeddings_from_run(tok.cf_run, dataset)
+    if cf.shape[1] != config.latent_dim:  # LETTER uses 32-d SASRec vectors; else PCA
+      cf = reduce_dim(cf, config.latent_dim)
+  result = rqvae.train_rqvae(embeddings, config, key, cf_embeddings=cf)
+  return np.asarray(result.codes, np.int32), np.zeros(len(embeddings), bool), [size] * tok.levels
 
 
 def reduce_dim(x: np.ndarray, dim: int) -> np.ndarray:

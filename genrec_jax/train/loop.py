@@ -45,6 +45,7 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None):
   if tc.batch_size % (process_count * mesh.shape['data'] * mesh.shape['fsdp']):
     raise ValueError(f'config.train.batch_size={tc.batch_size} must divide over '
                      f'{process_count} processes and the data x fsdp mesh axes.')
+  dataset = getattr(method, 'train_dataset', dataset)  # e.g. augmented training sequences
   num_examples = pipeline.num_train_examples(dataset, tc.example_kind)
   steps_per_epoch = max(num_examples // tc.batch_size, 1)
   num_steps = tc.num_steps or tc.num_epochs * steps_per_epoch

@@ -1,0 +1,40 @@
+"""LETTER (Wang et al., CIKM'24): RQ-VAE SIDs regularised by collaborative alignment to frozen
+SASRec item embeddings and by code diversity (tokenize.method='letter', see
+tokenize/letter.py), under the TIGER or the LC-Rec backbone (letter.backbone).
+
+`tokenize.cf_run` names the workdir of a SASRec run on the same data; train it first, e.g.
+  python -m genrec_jax.main --config=configs/sasrec_ml100k.py:letter_cf --workdir=runs/sasrec32
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from genrec_jax.methods import lcrec
+from genrec_jax.methods import tiger
+
+uses_sids = True
+BACKBONES = {'tiger': tiger, 'lcrec': lcrec}
+
+
+def default_config(backbone: str = 'lcrec') -> ml_collections.ConfigDict:
+  """LETTER's fields on the given backbone (config files pass letter.backbone here)."""
+  if backbone not in BACKBONES:
+    raise ValueError(f'Invalid config.letter.backbone {backbone!r}: use one of '
+                     f'{sorted(BACKBONES)}.')
+  config = BACKBONES[backbone].default_config()
+  config.update({'letter': dict(backbone=backbone),
+                 'tokenize': dict(method='letter', levels=4 if backbone == 'lcrec' else 3)})
+  return config
+
+
+def default_config_for(config) -> ml_collections.ConfigDict:
+  return default_config(config.letter.backbone)
+
+
+def validate_config(config) -> None:
+  BACKBONES[config.letter.backbone].validate_config(config)
+
+
+def build(config, dataset, sids, embeddings=None, **hooks):
+  return BACKBONES[config.letter.backbone].build(config, dataset, sids, embeddings, **hooks)

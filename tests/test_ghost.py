@@ -1,0 +1,115 @@
+"""Ghost: AUO by hand and its gradient direction, the undesired collection by brute force."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from genrec_jax.methods import backbones
+from genrec_jax.methods._generative import GenerativeRecommender
+from genrec_jax.methods.ghost import undesired_collection
+from genrec_jax.models import transformer as transformer_lib
+from genrec_jax.tokenize.sid_table import SIDTable
+
+# Items 0..3, 2-token SIDs over tokens a0 a1 (level a) and b0 b1 (level b): vocabulary 4.
+SIDS = SIDTable(codes=np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.int32),
+                level_sizes=(2, 2), ends_with_eos=np.zeros(4, bool), level_names=('a', 'b'))
+
+
+class _FixedLogits:
+  """continuation_logits independent of params' values: logits[i] = table[i] (+ w·0)."""
+
+  def __init__(self, table):
+    self.table = jnp.asarray(table, jnp.float32)  # [L, V]
+
+  def init(self, rng):
+    del rng
+    return {'w': jnp.zeros(())}
+
+  def continuation_logits(self, params, history, continuations, rng):
+    del rng, history
+    batch, num_cont, length = continuations.shape
+    return jnp.broadcast_to(self.table + params['w'], (batch, num_cont, length,
+                                                       self.table.shape[-1]))
+
+
+def test_auo_by_hand():
+  table = np.array([[2.0, 0.0, 1.0, -1.0], [0.5, 0.5, 3.0, 0.0]])
+  # Target item 3 (tokens a1=1, b1=3) is tail; its distractors are items 0 and 1 (heads).
+  method = GenerativeRecommender(
+      _FixedLogits(table), SIDS, 4, max_history=2, beam_size=2, token_base=0, auo_weight=0.5,
+      distractors=np.array([[0, 1]] * 4), is_tail=np.array([False, False, True, True]))
+  params = method.init(None)
+  batch = {'history': jnp.array([[2, -1], [3, 2]]), 'target': jnp.array([3, 0])}
+  nll, auo = method.per_example_terms(params, batch, None)
+  p = np.exp(table) / np.exp(table).sum(1, keepdims=True)  # rows: step 0, step 1
+  # Target 3 = tokens (1, 3): NLL = −log p0[1] − log p1[3].
+  assert nll[0] == pytest.approx(-np.log(p[0, 1]) - np.log(p[1, 3]), rel=1e-5)
+  # Distractor 0 = (0, 2), distractor 1 = (0, 3).
+  expected = -(np.log(1 - p[0, 0]) + np.log(1 - p[1, 2]) + np.log(1 - p[0, 0]) +
+               np.log(1 - p[1, 3]))
+  assert auo[0] == pytest.approx(expected, rel=1e-5)
+  assert auo[1] == 0.0  # target 0 is a head item: no AUO
+  loss, metrics = method.loss_fn(params, batch, None)
+  assert loss == pytest.approx(np.mean(nll) + 0.5 * np.mean(auo), rel=1e-5)
+  assert metrics['auo'] == pytest.approx(np.mean(auo), rel=1e-5)
+
+
+def test_auo_gradient_lowers_head_distractors_and_raises_the_tail_target():
+  sids = SIDTable(codes=np.array([[i // 4, i % 4] for i in range(16)], np.int32),
+                  level_sizes=(4, 4), ends_with_eos=np.zeros(16, bool), level_names=('a', 'b'))
+  config = transformer_lib.TransformerConfig(
+      vocab_size=8, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+      num_attention_heads=2, model_type='llama', tie_word_embeddings=True)
+  is_tail = np.arange(16) >= 8
+  distractors = np.tile([0, 1, 5], (16, 1))  # head items; first tokens a0, a0, a1
+  method = GenerativeRecommender(
+      backbones.DecoderBackbone(transformer_lib.Transformer(config)), sids, 16,
+      max_history=3, beam_size=4, token_base=0, auo_weight=1.0, distractors=distractors,
+      is_tail=is_tail)
+  params = method.init(jax.random.PRNGKey(0))
+  batch = {'history': jnp.array([[3, 9, 12]]), 'target': jnp.array([14])}  # target a3 b2
+
+  def first_token_probs(p):
+    hist = jnp.array([[3, 4 + 3, 2, 4 + 1, 3, 4 + 0]])  # SID tokens of items 3, 9, 12
+    logits = method.backbone.continuation_logits(p, hist, jnp.zeros((1, 1, 1), jnp.int32),
+                                                 None)
+    return jax.nn.softmax(logits[0, 0, 0])
+
+  auo_only = lambda p: method.per_example_terms(p, batch, None)[1].sum()
+  grads = jax.grad(auo_only)(params)
+  stepped = jax.tree.map(lambda w, g: w - 0.05 * g, params, grads)
+  before, after = first_token_probs(params), first_token_probs(stepped)
+  assert after[0] < before[0] and after[1] < before[1]  # penalised head tokens a0, a1
+  assert after[3] > before[3]  # the tail target's first token a3 gains
+
+
+def _brute_force(emb, tokens, is_head, k_a, k_b):
+  x = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+  out = {}
+  for t in np.flatnonzero(~is_head):
+    heads = sorted(np.flatnonzero(is_head), key=lambda h: (-(x[t] @ x[h]), h))[:k_a]
+
+    def lcp(h):
+      n = 0
+      while n < tokens.shape[1] and tokens[t, n] >= 0 and tokens[t, n] == tokens[h, n]:
+        n += 1
+      return n
+
+    out[t] = sorted(heads, key=lambda h: (lcp(h), -(x[t] @ x[h])))[:k_b]
+  return out
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_undesired_collection_equals_brute_force(seed):
+  rng = np.random.default_rng(seed)
+  num_items = 60
+  emb = rng.normal(size=(num_items, 8))
+  tokens = rng.integers(0, 3, size=(num_items, 3))
+  tokens[rng.random(num_items) < 0.3, 2] = -1  # variable length
+  is_head = rng.random(num_items) < 0.3
+  got = undesired_collection(emb, tokens, is_head, k_a=10, k_b=4, chunk=7)
+  expected = _brute_force(emb, tokens, is_head, 10, 4)
+  for t, heads in expected.items():
+    assert got[t].tolist() == heads
+  assert (got[is_head] == -1).all()
