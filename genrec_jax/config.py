@@ -81,6 +81,46 @@ def base_config(method: str, dataset: str,
   return config
 
 
+# The Ghost comparison table (Tables I and II): every row shares these settings, so the
+# rows differ only in what each method changes. Variants: 'cpu' sizes a run on
+# MovieLens-100k for this kind of machine (minutes each); 'paper' is the papers' setting on
+# Amazon Instruments (Qwen2.5-3B from a local Hugging Face directory, lr 3e-5, 4 epochs,
+# 256 codes per level); 'smoke' is a few steps for tests.
+TABLE_VARIANTS = ('cpu', 'paper', 'smoke')
+QWEN25_3B_DIR = 'checkpoints/Qwen2.5-3B'  # a local copy of Qwen/Qwen2.5-3B (not downloaded)
+
+
+def table_config(method: str, variant: str,
+                 method_defaults: ml_collections.ConfigDict | None = None
+                 ) -> ml_collections.ConfigDict:
+  """base_config + the shared settings of the comparison-table rows for `variant`."""
+  if variant not in TABLE_VARIANTS:
+    raise ValueError(f'unknown variant {variant!r}; use one of {TABLE_VARIANTS}')
+  dataset = 'amazon2018-instruments' if variant == 'paper' else 'ml-100k'
+  config = base_config(method, dataset, method_defaults)
+  generative = 'decode' in config
+  if variant == 'paper':
+    config.tokenize.update(codes_per_level=256, pca_dim=32)
+    config.train.update(batch_size=128, num_epochs=4, lr=3e-5, warmup_steps=100,
+                        early_stop_patience=0)
+    if generative and 'hf_dir' in config.model:
+      config.model.hf_dir = QWEN25_3B_DIR
+    return config
+  config.tokenize.update(codes_per_level=32, pca_dim=32)
+  config.train.update(batch_size=64, lr=1e-3, warmup_steps=100, weight_decay=0.01,
+                      log_every=100, early_stop_metric='ndcg@10', early_stop_patience=0)
+  if variant == 'cpu':
+    config.train.update(num_steps=3000, eval_every=1000)
+  else:  # smoke
+    config.data.update(source='synthetic', name='synthetic')
+    config.train.update(num_steps=4, eval_every=4, log_every=2, batch_size=16)
+    config.tokenize.update(codes_per_level=8, pca_dim=16)
+    config.tokenize.rqvae.update(epochs=2)
+    if generative:
+      config.decode.beam_size = 10
+  return config
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field and the fix for unknown keys or invalid values."""
   try:

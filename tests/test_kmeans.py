@@ -153,12 +153,15 @@ def test_kmeans_plus_plus_seeds_are_distinct_data_points():
 
 
 def test_greedy_kmeans_plus_plus_seeds_better_than_plain():
-  x = jnp.asarray(_random_data(12))
-  keys = jax.random.split(jax.random.key(0), 40)
+  x = _random_data(12)
 
   def mean_seeding_inertia(num_local_trials):
-    seeds = jax.vmap(lambda key: kmeans_lib.kmeans_plus_plus(x, 6, key, num_local_trials))(keys)
-    return float(jnp.mean(jax.vmap(lambda s: kmeans_lib.nearest_centroid(x, s)[1].sum())(seeds)))
+    inertias = []
+    for seed in range(40):
+      seeds = kmeans_lib.kmeans_plus_plus(jnp.asarray(x), 6, jax.random.key(seed),
+                                          num_local_trials)
+      inertias.append(_reference_assign(x, np.asarray(seeds))[1].sum())
+    return np.mean(inertias)
 
   # Keeping the best of 2 + ln K candidates lowers the seeding inertia (here by ~13%).
   assert mean_seeding_inertia(None) < 0.95 * mean_seeding_inertia(1)
@@ -166,15 +169,15 @@ def test_greedy_kmeans_plus_plus_seeds_better_than_plain():
 
 @pytest.mark.parametrize('seed', [0, 1, 2])
 def test_kmeans_plus_plus_finds_every_well_separated_blob(seed):
-  x, labels = _blobs(seed, num_blobs=8, per_blob=30, spread=0.05, distance=20.0)
-  seeds = np.asarray(kmeans_lib.kmeans_plus_plus(jnp.asarray(x), 8, jax.random.key(seed)))
+  x, labels = _blobs(seed, spread=0.05, distance=20.0)
+  seeds = np.asarray(kmeans_lib.kmeans_plus_plus(jnp.asarray(x), 6, jax.random.key(seed)))
   seed_blobs = {labels[(x == s).all(1).argmax()] for s in seeds}
-  assert seed_blobs == set(range(8))
-  result = kmeans_lib.kmeans(x, 8, jax.random.key(seed))
+  assert seed_blobs == set(range(6))
+  result = kmeans_lib.kmeans(x, 6, jax.random.key(seed))
   assignments = np.asarray(result.assignments)
-  for blob in range(8):  # each blob is exactly one cluster
+  for blob in range(6):  # each blob is exactly one cluster
     assert len(np.unique(assignments[labels == blob])) == 1
-  assert len(np.unique(assignments)) == 8
+  assert len(np.unique(assignments)) == 6
 
 
 def test_duplicated_initial_centroids_end_with_every_cluster_used():
@@ -233,15 +236,14 @@ def test_sinkhorn_is_stable_for_huge_and_infinite_costs(scale):
   assert plan[0, 0] < 1e-6
 
 
-@pytest.mark.parametrize('num_points', [240, 243])
-def test_balanced_assign_exact_sizes(num_points):
+def test_balanced_assign_sizes_differ_by_at_most_one():
   rng = np.random.default_rng(2)
-  cost = jnp.asarray(rng.random((num_points, 8)) ** 3, jnp.float32)  # skewed: argmax unbalanced
+  cost = jnp.asarray(rng.random((243, 8)) ** 3, jnp.float32)  # skewed: argmax unbalanced
   sizes = np.bincount(np.asarray(sinkhorn_lib.balanced_assign(cost, exact_sizes=True)),
                       minlength=8)
-  assert sizes.sum() == num_points
-  assert sizes.min() == num_points // 8 and sizes.max() <= -(-num_points // 8)
-  assert len(np.asarray(sinkhorn_lib.balanced_assign(cost))) == num_points
+  np.testing.assert_array_equal(np.sort(sizes), [30] * 5 + [31] * 3)  # 243 = 8 * 30 + 3
+  plan = np.asarray(sinkhorn_lib.sinkhorn(cost))
+  np.testing.assert_array_equal(np.asarray(sinkhorn_lib.balanced_assign(cost)), plan.argmax(1))
 
 
 def test_balanced_kmeans_has_equal_cluster_sizes():

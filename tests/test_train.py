@@ -66,7 +66,7 @@ def _last_logged_step(workdir):
 
 
 def test_resumed_run_ends_with_the_same_params_as_an_uninterrupted_one(tmp_path):
-  num_steps = 300
+  num_steps = 150
   whole = _run(tmp_path / 'whole', num_steps)
   killed = _run(tmp_path / 'killed', num_steps)
   deadline = time.time() + 240

@@ -21,8 +21,8 @@ Options:
     balanced_last_level=False to `encode` for a plain nearest-codeword last level (e.g. a few
     new items).
 
-The codes of the fitted items are `encode(model, x)`: fitting assigns each level with exactly
-the rule `encode` uses, so the two agree bit for bit.
+The codes of the fitted items are `encode(model, x)`: fitting steps from level to level with
+the same jitted function `encode` uses, so the two agree exactly.
 """
 
 from __future__ import annotations
@@ -196,12 +196,13 @@ def fit_rq_kmeans(x: jax.Array, num_levels: int, codes_per_level: int | Sequence
   codebooks, level_inertia, level_num_iters = [], [], []
   for level, (num_codes, level_key) in enumerate(zip(sizes, jax.random.split(key, num_levels))):
     balanced = balanced_last_level and level == num_levels - 1
-    if normalize_residuals:
-      residual = _normalize(residual)
-    result = kmeans_lib.kmeans(residual, num_codes, level_key, num_iters=num_iters, tol=tol,
+    level_input = _normalize(residual) if normalize_residuals else residual
+    result = kmeans_lib.kmeans(level_input, num_codes, level_key, num_iters=num_iters, tol=tol,
                                init=inits[level], balanced=balanced, batch_size=batch_size)
-    # Re-assign with encode's rule (not kmeans' own labels), so encode(model, x) == fit codes.
-    _, residual = _quantize_level(residual, result.centroids, normalize=False, balanced=balanced)
+    # Re-assigned by encode's own jitted step (not kmeans' labels), so encode(model, x)
+    # reproduces these residuals exactly.
+    _, residual = _quantize_level(residual, result.centroids, normalize=normalize_residuals,
+                                  balanced=balanced)
     codebooks.append(result.centroids)
     level_inertia.append(jnp.sum(residual * residual))
     level_num_iters.append(result.num_iters_run)

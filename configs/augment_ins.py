@@ -1,0 +1,16 @@
+r"""Augmentation (`:cpu_augment`) and Substitution (`:cpu_substitute`) rows of the Ghost table
+on the LC-Rec backbone: head items replaced by their most similar tail item with p = 0.375.
+
+  python -m genrec_jax.main --config=configs/augment_ins.py:cpu_augment --workdir=runs/aug
+"""
+
+from genrec_jax import config as config_lib
+
+
+def get_config(variant: str = 'cpu_augment'):
+  variant, _, mode = variant.partition('_')
+  config = config_lib.table_config('augment', variant)
+  config.augment.update(mode=mode or 'augment', p=0.375)
+  config.tokenize.update(method='rq_kmeans', levels=4)
+  config.name = 'Augmentation' if config.augment.mode == 'augment' else 'Substitution'
+  return config

@@ -1,0 +1,37 @@
+r"""Ghost (SKT + AUO) on the LC-Rec backbone, and its ablations (Ghost Tables I and II).
+
+  python -m genrec_jax.main --config=configs/ghost_ins.py:cpu --workdir=runs/ghost
+  python -m genrec_jax.main --config=configs/ghost_ins.py:paper --workdir=runs/ghost_ins \
+      --config.data.dir=/data/amazon18/Instruments
+
+Variants: cpu (MovieLens-100k, minutes here), paper (Amazon Instruments: Qwen2.5-3B from
+checkpoints/Qwen2.5-3B, lr 3e-5, 4 epochs, L^h = 3, L^t = 2, alpha = 0.1, K_a = 200, K_b = 5),
+smoke. Ablation suffixes: `_noauo` (w/o AUO), `_noskt` (w/o SKT: RQ-KMeans 4 levels + AUO),
+`_rqk46` (RQK-4-6: head 4 / tail 6 levels, no prefix inheritance, no AUO). RQK-4 and RQK-6
+are LC-Rec rows (configs/lcrec_ins.py, `:cpu` and `:cpu_rqk6`).
+"""
+
+from genrec_jax import config as config_lib
+
+ABLATIONS = ('', 'noauo', 'noskt', 'rqk46')
+
+
+def get_config(variant: str = 'cpu'):
+  variant, _, ablation = variant.partition('_')
+  if ablation not in ABLATIONS:
+    raise ValueError(f'unknown ablation {ablation!r}; use one of {ABLATIONS[1:]}')
+  config = config_lib.table_config('ghost', variant)
+  config.ghost.update(auo=True, alpha=0.1, k_a=200, k_b=5)
+  config.tokenize.update(method='skt', head_levels=3, tail_levels=2)
+  config.name = 'Ghost'
+  if ablation == 'noauo':
+    config.ghost.auo = False
+    config.name = 'Ghost w/o AUO'
+  elif ablation == 'noskt':
+    config.tokenize.update(method='rq_kmeans', levels=4)
+    config.name = 'Ghost w/o SKT'
+  elif ablation == 'rqk46':
+    config.ghost.auo = False
+    config.tokenize.update(method='rqk_var', head_levels=4, tail_levels=6)
+    config.name = 'RQK-4-6'
+  return config

@@ -1,0 +1,25 @@
+r"""LC-Rec row of the Ghost table: decoder-only LM over RQ-KMeans SIDs (RQK-4), beam 20.
+
+  python -m genrec_jax.main --config=configs/lcrec_ins.py:cpu --workdir=runs/lcrec
+  python -m genrec_jax.main --config=configs/lcrec_ins.py:cpu --workdir=runs/lcrec --mode=tokenize
+
+Variants: cpu (MovieLens-100k; Qwen2-shaped decoder from scratch, 2 layers, d=128,
+whole-sequence training), paper (Amazon Instruments, Qwen2.5-3B from
+checkpoints/Qwen2.5-3B, lr 3e-5, 4 epochs), smoke. Variant suffixes `_rqk6` give the RQK-6
+ablation (6 levels).
+"""
+
+from genrec_jax import config as config_lib
+
+
+def get_config(variant: str = 'cpu'):
+  variant, _, ablation = variant.partition('_')
+  config = config_lib.table_config('lcrec', variant)
+  config.name = 'LC-Rec'
+  config.tokenize.update(method='rq_kmeans', levels=4)
+  if ablation == 'rqk6':
+    config.tokenize.levels = 6
+    config.name = 'RQK-6'
+  elif ablation:
+    raise ValueError(f'unknown ablation {ablation!r}; use rqk6')
+  return config

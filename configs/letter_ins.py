@@ -1,0 +1,22 @@
+r"""LETTER rows of the Ghost table: RQ-VAE + collaborative alignment to SASRec item
+embeddings + diversity, under the LC-Rec backbone (default) or TIGER (`:cpu_tiger`).
+
+The SASRec run comes first (its 32-d item embeddings are the CF signal):
+  python -m genrec_jax.main --config=configs/sasrec_ins.py:cpu --workdir=runs/sasrec
+  python -m genrec_jax.main --config=configs/letter_ins.py:cpu --workdir=runs/letter \
+      --config.tokenize.cf_run=runs/sasrec
+
+Variants: cpu, paper, smoke; suffix `_tiger` for the TIGER backbone.
+"""
+
+from genrec_jax import config as config_lib
+from genrec_jax.methods import letter
+
+
+def get_config(variant: str = 'cpu'):
+  variant, _, backbone = variant.partition('_')
+  backbone = backbone or 'lcrec'
+  config = config_lib.table_config('letter', variant, letter.default_config(backbone))
+  config.name = f'LETTER ({backbone})'
+  config.tokenize.cf_run = 'runs/sasrec'
+  return config

@@ -1,0 +1,18 @@
+r"""SASRec: the collaborative model LETTER aligns to (hidden 32 = LETTER's latent size).
+
+  python -m genrec_jax.main --config=configs/sasrec_ins.py:cpu --workdir=runs/sasrec
+
+Variants: cpu (MovieLens-100k), paper (Amazon Instruments), smoke.
+"""
+
+from genrec_jax import config as config_lib
+
+
+def get_config(variant: str = 'cpu'):
+  config = config_lib.table_config('sasrec', variant)
+  config.name = 'SASRec'
+  config.model.update(hidden=32, num_layers=2, num_heads=1, dropout=0.2)
+  if variant != 'smoke':
+    config.train.update(batch_size=256, lr=1e-3, num_steps=0, num_epochs=30, eval_every=0,
+                        early_stop_patience=5)
+  return config

@@ -1,0 +1,120 @@
+r"""Run a sweep: every (row, seed) of a sweep definition as one genrec_jax run.
+
+A sweep file defines get_sweep(arg, root) -> rows {'name', 'config'
+('configs/x.py[:variant]'), 'overrides' ({'a.b': value})}; each row runs once per seed in
+<root>/<name>/seed<k> (rows may point at other rows' workdirs under root). Runs that already
+have results.json are skipped, and interrupted ones resume from their checkpoints, so a sweep
+can be re-launched until it is complete.
+
+  local   one run after the other on this machine:
+            python -m launch.sweep --sweep=experiments/ghost_table.py --root=runs/ghost --seeds=0,1,2
+  slurm   writes <root>/sweep.sbatch, a job array with one task per run (multi-node tasks
+          initialise jax.distributed from the SLURM environment), and prints the sbatch line:
+            python -m launch.sweep --sweep=... --root=... --launcher=slurm --slurm_args='--gres=gpu:1'
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('sweep', None, 'Python file with get_sweep(arg, root) -> list of rows.')
+flags.DEFINE_string('sweep_arg', '', 'Argument passed to get_sweep.')
+flags.DEFINE_string('root', None, 'Directory holding one workdir per run.')
+flags.DEFINE_list('seeds', ['0'], 'Seeds to run each row with.')
+flags.DEFINE_enum('launcher', 'local', ['local', 'slurm'], 'Where to run.')
+flags.DEFINE_string('slurm_args', '', 'Extra #SBATCH arguments, e.g. "--gres=gpu:1 -t 4:00:00".')
+flags.DEFINE_string('only', '', 'Comma-separated row names to run (default: all).')
+
+
+def load_sweep(path: str, arg: str, root: str) -> list[dict]:
+  spec = importlib.util.spec_from_file_location('sweep_definition', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_sweep(arg, root)
+
+
+def expand(rows: list[dict], root: str, seeds) -> list[dict]:
+  """One entry per (row, seed): name, workdir and the command line."""
+  runs = []
+  for row in rows:
+    for seed in seeds:
+      workdir = os.path.join(root, run_dir_name(row['name']), f'seed{seed}')
+      args = [f'--config={row["config"]}', f'--workdir={workdir}', f'--config.seed={seed}',
+              f'--config.name={row["name"]}']
+      args += [f'--config.{k}={_flag_value(v)}' for k, v in row.get('overrides', {}).items()]
+      runs.append({'name': row['name'], 'seed': int(seed), 'workdir': workdir,
+                   'command': [sys.executable, '-m', 'genrec_jax.main', *args]})
+  return runs
+
+
+def run_dir_name(name: str) -> str:
+  """'LETTER (lcrec)' -> 'LETTER_lcrec': a row name as a directory name."""
+  return re.sub(r'[^A-Za-z0-9.+-]+', '_', name).strip('_')
+
+
+def _flag_value(value) -> str:
+  return json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def run_local(runs: list[dict]) -> int:
+  failed = 0
+  for i, spec in enumerate(runs):
+    if os.path.exists(os.path.join(spec['workdir'], 'results.json')):
+      print(f'[{i + 1}/{len(runs)}] {spec["name"]} seed {spec["seed"]}: done, skipped')
+      continue
+    print(f'[{i + 1}/{len(runs)}] {spec["name"]} seed {spec["seed"]}: {shlex.join(spec["command"])}',
+          flush=True)
+    os.makedirs(spec['workdir'], exist_ok=True)
+    start = time.time()
+    with open(os.path.join(spec['workdir'], 'log.txt'), 'a') as log:
+      code = subprocess.call(spec['command'], stdout=log, stderr=subprocess.STDOUT)
+    print(f'    exit {code} after {time.time() - start:.0f} s (log: {spec["workdir"]}/log.txt)',
+          flush=True)
+    failed += code != 0
+  return failed
+
+
+def write_slurm(runs: list[dict], root: str, extra: str) -> str:
+  os.makedirs(root, exist_ok=True)
+  table = os.path.join(root, 'runs.txt')
+  with open(table, 'w') as f:
+    for spec in runs:
+      f.write(shlex.join(spec['command']) + '\n')
+  script = os.path.join(root, 'sweep.sbatch')
+  lines = ['#!/bin/bash', f'#SBATCH --array=1-{len(runs)}', '#SBATCH --job-name=genrec_jax',
+           f'#SBATCH --output={root}/slurm-%A_%a.out']
+  lines += [f'#SBATCH {a}' for a in shlex.split(extra)]
+  lines += [f'cd {shlex.quote(os.getcwd())}',
+            f'CMD=$(sed -n "${{SLURM_ARRAY_TASK_ID}}p" {shlex.quote(table)})',
+            'srun bash -c "$CMD"']
+  with open(script, 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  return script
+
+
+def main(argv):
+  del argv
+  rows = load_sweep(FLAGS.sweep, FLAGS.sweep_arg, FLAGS.root)
+  if FLAGS.only:
+    rows = [r for r in rows if r['name'] in FLAGS.only.split(',')]
+  runs = expand(rows, FLAGS.root, FLAGS.seeds)
+  if FLAGS.launcher == 'slurm':
+    print(f'sbatch {write_slurm(runs, FLAGS.root, FLAGS.slurm_args)}')
+    return
+  sys.exit(1 if run_local(runs) else 0)
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['sweep', 'root'])
+  app.run(main)

@@ -1,0 +1,72 @@
+"""Sweep expansion, the SLURM script, and the comparison report with its figures."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from genrec_jax.report import tables
+from launch import sweep
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_ghost_table_sweep_expands_to_valid_commands(tmp_path):
+  rows = sweep.load_sweep(os.path.join(REPO, 'experiments/ghost_table.py'), 'smoke',
+                          str(tmp_path))
+  names = [r['name'] for r in rows]
+  assert names[0] == 'SASRec' and 'Ghost' in names and 'RQK-4-6' in names
+  runs = sweep.expand(rows, str(tmp_path), ['0', '1'])
+  assert len(runs) == 2 * len(rows)
+  letter = next(r for r in runs if r['name'].startswith('LETTER'))
+  assert f'--config.tokenize.cf_run={tmp_path}/SASRec/seed0' in letter['command']
+  assert letter['workdir'].endswith('LETTER_lcrec/seed0')
+  script = sweep.write_slurm(runs, str(tmp_path), '--gres=gpu:1')
+  text = open(script).read()
+  assert f'#SBATCH --array=1-{len(runs)}' in text and '#SBATCH --gres=gpu:1' in text
+  assert len(open(tmp_path / 'runs.txt').read().splitlines()) == len(runs)
+
+
+def _fake_run(root, name, seed, rng):
+  metrics = {}
+  for k in (5, 10):
+    metrics.update({f'hr@{k}': rng.random(), f'hr@{k}/tail': rng.random(),
+                    f'ndcg@{k}': rng.random(), f'ndcg@{k}/tail': rng.random(),
+                    f'mgu@{k}': rng.random(), f'arp@{k}': 100 * rng.random(),
+                    f'head_slots@{k}': 50.0, f'tail_slots@{k}': 10.0})
+    metrics.update({f'hr@{k}/group{g}': rng.random() for g in range(5)})
+  workdir = os.path.join(root, name, f'seed{seed}')
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, 'results.json'), 'w') as f:
+    json.dump({'name': name, 'splits': {'test': metrics}}, f)
+  return metrics
+
+
+def test_comparison_table_means_and_cns(tmp_path):
+  rng = np.random.default_rng(0)
+  runs = {name: [_fake_run(tmp_path, name, s, rng) for s in range(2)]
+          for name in ('LC-Rec', 'Ghost', 'TIGER')}
+  rows = tables.collect(str(tmp_path))
+  assert sorted(rows) == ['Ghost', 'LC-Rec', 'TIGER'] and len(rows['Ghost']) == 2
+  table = tables.comparison_table(rows)
+  ghost_line = next(line for line in table.splitlines() if line.startswith('| Ghost'))
+  mean = np.mean([r['hr@10'] for r in runs['Ghost']])
+  std = np.std([r['hr@10'] for r in runs['Ghost']])
+  assert f'{mean:.4f} ± {std:.4f}' in ghost_line
+
+
+def test_ghost_table_report_writes_tables_and_figures(tmp_path):
+  rng = np.random.default_rng(1)
+  for name in ('LC-Rec', 'Ghost', 'Ghost w/o AUO'):
+    _fake_run(tmp_path / 'runs', name, 0, rng)
+  out = str(tmp_path / 'report')
+  result = subprocess.run([sys.executable, 'experiments/ghost_table.py',
+                           f'--root={tmp_path / "runs"}', f'--out={out}'], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  text = open(out + '.md').read()
+  assert '## Table I' in text and '| Ghost w/o AUO |' in text
+  for suffix in ('_composition.png', '_group_hr.png', '_pareto.png'):
+    assert os.path.getsize(out + suffix) > 1000
