@@ -150,6 +150,10 @@ def test_kmeans_plus_plus_seeds_are_distinct_data_points():
   matches = (seeds[:, None, :] == x[None, :, :]).all(-1)  # [K, N]
   assert matches.any(1).all()
   assert len(np.unique(seeds, axis=0)) == 60
+  first_seeds = {tuple(np.asarray(kmeans_lib.kmeans_plus_plus(jnp.asarray(x), 60,
+                                                              jax.random.key(seed)))[0])
+                 for seed in range(5)}
+  assert len(first_seeds) > 1  # the first seed is random too
 
 
 def test_greedy_kmeans_plus_plus_seeds_better_than_plain():
@@ -216,6 +220,15 @@ def test_sinkhorn_marginals_are_uniform():
   assert (plan >= 0).all()
   np.testing.assert_allclose(plan.sum(1), 1 / 60, rtol=1e-3)
   np.testing.assert_allclose(plan.sum(0), 1 / 7, rtol=1e-4)
+
+
+def test_sinkhorn_marginals_with_padded_row_blocks():
+  # 2100 rows = 2 blocks of 2048 (the second mostly padding, which must carry no mass).
+  cost = jnp.asarray(np.random.default_rng(3).random((2100, 3)), jnp.float32)
+  plan = np.asarray(sinkhorn_lib.sinkhorn(cost, epsilon=0.1, num_iters=30))
+  assert plan.shape == (2100, 3)
+  np.testing.assert_allclose(plan.sum(0), 1 / 3, rtol=1e-3)
+  np.testing.assert_allclose(plan.sum(1), 1 / 2100, rtol=1e-2)
 
 
 def test_sinkhorn_small_epsilon_recovers_the_optimal_assignment():

@@ -101,3 +101,36 @@ def test_letter_with_sasrec_collaborative_embeddings(backbone, embeddings_path, 
   results = run.train_and_evaluate(config, str(tmp_path / 'letter'))
   _check(results)
   assert os.listdir(tmp_path / 'letter' / 'sids')
+
+
+def test_lcrec_fine_tunes_a_hugging_face_checkpoint_with_frozen_backbone(embeddings_path,
+                                                                          tmp_path):
+  """LC-Rec on a tiny Qwen2 checkpoint in the HF layout: SID rows are added after the text
+  vocabulary and train; with train_backbone=False the rest stays bit-identical."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from genrec_jax.models import hf_loading  # pylint: disable=g-import-not-at-top
+  from genrec_jax.train import loop  # pylint: disable=g-import-not-at-top
+  import test_decoder  # pylint: disable=g-import-not-at-top
+  hf_dir = tmp_path / 'qwen2'
+  hf_dir.mkdir()
+  test_decoder._write_checkpoint(str(hf_dir), 'qwen2')  # pylint: disable=protected-access
+  config = _config('lcrec', embeddings_path)
+  config.model.update(hf_dir=str(hf_dir), train_backbone=False, train_old_vocab=False)
+  workdir = str(tmp_path / 'run')
+  _check(run.train_and_evaluate(config, workdir))
+  from genrec_jax.methods import lcrec  # pylint: disable=g-import-not-at-top
+  ds = load_dataset(config.data, workdir)
+  method = lcrec.build(config, ds, run.train_and_evaluate(config, workdir,
+                                                          tokenize_only=True)['sids'])
+  before = method.init(None)
+  after = loop.load_best_params(config, method, workdir)
+  base = hf_loading.load_checkpoint(str(hf_dir), load_tokenizer=False).config.vocab_size
+  for path, old in jax.tree_util.tree_flatten_with_path(before)[0]:
+    new = jax.tree_util.tree_flatten_with_path(after)[0]
+    new = dict((jax.tree_util.keystr(p), v) for p, v in new)[jax.tree_util.keystr(path)]
+    old, new = np.asarray(old), np.asarray(new)
+    if 'embedding' in jax.tree_util.keystr(path):
+      np.testing.assert_array_equal(old[:base], new[:base])  # text vocabulary frozen
+      assert not np.array_equal(old[base:], new[base:])  # SID rows trained
+    else:
+      np.testing.assert_array_equal(old, new)

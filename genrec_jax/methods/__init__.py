@@ -17,6 +17,7 @@ and the `Method` it builds has
   score_items(params, batch, items [B, C]) -> scores [B, C]   # for sampled evaluation
   train_dataset                                     # optional: the data to train on, if
                                                     # not the run's (augmentation)
+  restrict_optimizer(tx) -> tx                      # optional: train only part of params
 
 A batch is a dict of arrays: 'user' [B], 'history' [B, H] (left-padded with -1),
 'history_len' [B], and for ranking 'exclude' [B, E] (items never to recommend, -1 padded).

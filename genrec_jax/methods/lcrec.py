@@ -30,6 +30,8 @@ def default_config() -> ml_collections.ConfigDict:
           hf_dir='',  # local Hugging Face checkpoint; '' = from scratch with the sizes below
           hidden_size=128, intermediate_size=512, num_layers=2, num_heads=4, num_kv_heads=2,
           rope_theta=10000.0, dtype='float32', remat=False,
+          # With hf_dir: which parts fine-tune (the new SID rows always do).
+          train_backbone=True, train_old_vocab=True,
       ),
       'decode': dict(beam_size=20),
       'tokenize': dict(method='rq_kmeans', levels=4),
@@ -44,7 +46,7 @@ def validate_config(config) -> None:
 
 
 def decoder_backbone(config, sids, seed: int):
-  """(backbone, token id of the first SID token) for config.model."""
+  """(backbone, token id of the first SID token, optimizer restriction or None)."""
   m = config.model
   if m.hf_dir:
     checkpoint = hf_loading.load_checkpoint(m.hf_dir, dtype=m.dtype, remat=m.remat)
@@ -54,20 +56,28 @@ def decoder_backbone(config, sids, seed: int):
         first_new_id=first_new)
     base = first_new if first_new is not None else checkpoint.config.vocab_size
     model = transformer_lib.Transformer(model_config)
-    return backbones.DecoderBackbone(model, init_params=params), base
+    restrict = None
+    if not (m.train_backbone and m.train_old_vocab):
+      restrict = lambda tx: hf_loading.partial_optimizer(
+          tx, params, first_new_id=base, train_backbone=m.train_backbone,
+          train_old_vocab=m.train_old_vocab)
+    return backbones.DecoderBackbone(model, init_params=params), base, restrict
   vocab = -(-sids.vocab_size // 128) * 128  # rows padded so the table shards evenly
   model_config = transformer_lib.TransformerConfig(
       vocab_size=vocab, hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
       num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads,
       num_key_value_heads=m.num_kv_heads, rope_theta=m.rope_theta, tie_word_embeddings=True,
       model_type='qwen2', attention_bias=True, dtype=m.dtype, remat=m.remat)
-  return backbones.DecoderBackbone(transformer_lib.Transformer(model_config)), 0
+  return backbones.DecoderBackbone(transformer_lib.Transformer(model_config)), 0, None
 
 
 def build(config, dataset, sids, embeddings=None, **hooks):
   """hooks: auo_weight, distractors, is_tail, example_weight (used by ghost / ifairlrs)."""
   del embeddings
-  backbone, base = decoder_backbone(config, sids, config.seed)
-  return GenerativeRecommender(
+  backbone, base, restrict = decoder_backbone(config, sids, config.seed)
+  method = GenerativeRecommender(
       backbone, sids, dataset.num_items, max_history=config.data.max_history,
       beam_size=config.decode.beam_size, token_base=base, **hooks)
+  if restrict is not None:
+    method.restrict_optimizer = restrict
+  return method

@@ -51,8 +51,8 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None):
   num_steps = tc.num_steps or tc.num_epochs * steps_per_epoch
   eval_every = tc.eval_every or steps_per_epoch
   checkpoint_every = tc.checkpoint_every or eval_every
-  tx, schedule = state_lib.make_optimizer(tc, num_steps, getattr(method, 'trainable_mask',
-                                                                 None))
+  tx, schedule = state_lib.make_optimizer(tc, num_steps,
+                                          getattr(method, 'restrict_optimizer', None))
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   state, shardings = state_lib.create_sharded_state(method.init, tx, mesh, rules, init_rng)
   _say(f'Training {config.name}: {num_steps} steps ({steps_per_epoch} per epoch), '

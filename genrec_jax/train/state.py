@@ -1,8 +1,8 @@
 """Train state, the optimizer, and creating both already sharded.
 
 The optimizer is optax AdamW with linear warmup + cosine decay, global-norm clipping and
-optional gradient accumulation (optax.MultiSteps). Params a method marks frozen (its optional
-`trainable_mask(params) -> bool pytree`) get no updates.
+optional gradient accumulation (optax.MultiSteps). A method may restrict it to part of its
+params (its optional `restrict_optimizer(tx) -> tx`, e.g. only the new SID rows of an LLM).
 
 Sharded creation, the way large JAX codebases do it: evaluate the init abstractly
 (jax.eval_shape) to get shapes and logical axis names, turn those into NamedShardings, then
@@ -57,7 +57,7 @@ def default_train_config() -> ml_collections.ConfigDict:
   ))
 
 
-def make_optimizer(train_config, num_steps: int, trainable_mask=None):
+def make_optimizer(train_config, num_steps: int, restrict=None):
   schedule = optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=train_config.lr,
       warmup_steps=min(train_config.warmup_steps, max(num_steps - 1, 1)),
@@ -68,11 +68,8 @@ def make_optimizer(train_config, num_steps: int, trainable_mask=None):
   parts.append(optax.adamw(schedule, b1=train_config.b1, b2=train_config.b2,
                            weight_decay=train_config.weight_decay))
   tx = optax.chain(*parts)
-  if trainable_mask is not None:
-    tx = optax.multi_transform(
-        {'train': tx, 'freeze': optax.set_to_zero()},
-        lambda params: jax.tree.map(lambda t: 'train' if t else 'freeze',
-                                    trainable_mask(params)))
+  if restrict is not None:
+    tx = restrict(tx)
   if train_config.grad_accum_steps > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=train_config.grad_accum_steps)
   return tx, schedule
