@@ -107,10 +107,10 @@ def table_config(method: str, variant: str,
       config.model.hf_dir = QWEN25_3B_DIR
     return config
   config.tokenize.update(codes_per_level=32, pca_dim=32)
-  config.train.update(batch_size=64, lr=1e-3, warmup_steps=100, weight_decay=0.01,
-                      log_every=100, early_stop_metric='ndcg@10', early_stop_patience=0)
-  if variant == 'cpu':
-    config.train.update(num_steps=3000, eval_every=1000)
+  config.train.update(batch_size=32, lr=1e-3, warmup_steps=50, weight_decay=0.01,
+                      log_every=20, early_stop_metric='ndcg@10', early_stop_patience=0)
+  if variant == 'cpu':  # whole-sequence rows: ~105 steps of 32 chunks per epoch
+    config.train.update(num_steps=0, num_epochs=3, eval_every=0)
   else:  # smoke
     config.data.update(source='synthetic', name='synthetic')
     config.train.update(num_steps=4, eval_every=4, log_every=2, batch_size=16)

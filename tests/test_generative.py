@@ -41,20 +41,33 @@ def _skt_sids(num_items):
                   level_names=('a', 'b', 't'))
 
 
-def _method(sids, num_items, max_history, beam_size=5):
+def _method(sids, num_items, max_history, beam_size=5, **hooks):
   config = transformer_lib.TransformerConfig(
       vocab_size=sids.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
       num_attention_heads=4, num_key_value_heads=2, model_type='qwen2', attention_bias=True,
       tie_word_embeddings=True)
   backbone = backbones.DecoderBackbone(transformer_lib.Transformer(config))
   return GenerativeRecommender(backbone, sids, num_items, max_history=max_history,
-                               beam_size=beam_size, token_base=0)
+                               beam_size=beam_size, token_base=0, **hooks)
 
 
-@pytest.mark.parametrize('make_sids', [_fixed_sids, _skt_sids])
-def test_whole_sequence_loss_and_grads_equal_per_prefix(ds, make_sids):
+def _ghost_hooks(num_items):
+  """AUO on odd (tail) targets with 3 fixed head distractors, and per-item weights."""
+  rng = np.random.default_rng(2)
+  is_tail = np.arange(num_items) % 2 == 1
+  heads = np.flatnonzero(~is_tail)
+  weights = jnp.asarray(1.0 + rng.random(num_items), jnp.float32)
+  return dict(auo_weight=0.3, distractors=rng.choice(heads, size=(num_items, 3)),
+              is_tail=is_tail, example_weight=lambda targets: weights[targets])
+
+
+@pytest.mark.parametrize('make_sids, ghost', [(_fixed_sids, False), (_skt_sids, False),
+                                              (_skt_sids, True)])
+def test_whole_sequence_loss_and_grads_equal_per_prefix(ds, make_sids, ghost):
+  """With AUO + weights too: distractors packed after the stream equal per-prefix ones."""
   sids = make_sids(ds.num_items)
-  method = _method(sids, ds.num_items, ds.max_history)
+  hooks = _ghost_hooks(ds.num_items) if ghost else {}
+  method = _method(sids, ds.num_items, ds.max_history, **hooks)
   params = method.init(jax.random.PRNGKey(0))
   batch = next(train_iterator(ds, batch_size=6, seed=0, kind='sequence'))
   # The same targets as per-prefix examples whose history is the chunk before them.
@@ -72,7 +85,15 @@ def test_whole_sequence_loss_and_grads_equal_per_prefix(ds, make_sids):
     return method.loss_fn(p, seq, None)[0] * num_targets
 
   def prefix_total(p):
-    return method.per_example_terms(p, prefix, None)[0].sum()
+    return method.loss_fn(p, prefix, None)[0] * num_targets
+
+  if ghost:  # the AUO terms, target by target
+    seq_nll, seq_auo = jax.jit(method.sequence_terms)(params, seq, None)
+    pre_nll, pre_auo = jax.jit(method.per_example_terms)(params, prefix, None)
+    mask = np.asarray(seq['is_target'])
+    np.testing.assert_allclose(np.asarray(seq_nll)[mask], pre_nll, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(seq_auo)[mask], pre_auo, rtol=1e-4, atol=1e-5)
+    assert (np.asarray(pre_auo) > 0).sum() > 5
 
   seq_value, seq_grads = jax.jit(jax.value_and_grad(seq_total))(params)
   prefix_value, prefix_grads = jax.jit(jax.value_and_grad(prefix_total))(params)

@@ -5,8 +5,8 @@ SID; decoding is the trie-constrained beam search, so only real items come out.
 Training objective per example with target item v and history h (SID tokens c_v):
   NLL_b = −Σ_i log P(c_v^(i) | h, c_v^(<i))            (summed over the SID's tokens)
   AUO_b = −Σ_{d ∈ distractors(v)} Σ_i log(1 − P(c_d^(i) | h, c_d^(<i)))   (Ghost; tail v only)
-  loss  = mean_b(w_b · NLL_b) + α · mean_b(AUO_b)
-w_b are per-example weights (1, or IFairLRS-RW's group weights). Probabilities are softmax
+  loss  = (Σ_b w_b · NLL_b + α · Σ_b AUO_b) / number of targets in the batch
+w_b are per-target weights (1, or IFairLRS-RW's group weights). Probabilities are softmax
 over the full vocabulary. Distractor SIDs are teacher-forced along their own prefixes from
 the same history, using one prefill of the history and a batched continuation (no
 re-encoding per distractor).
@@ -52,16 +52,15 @@ def history_tokens(item_tokens: jax.Array, history: jax.Array) -> jax.Array:
   return compact(tokens.reshape(history.shape[0], -1), left=True)
 
 
-def stream(item_tokens: jax.Array, items: jax.Array, is_target: jax.Array):
-  """A chunk of items [B, W] -> (tokens [B, W·L] right-padded, target flag of each token),
-  for whole-sequence training."""
-  batch, width = items.shape
+def stream(item_tokens: jax.Array, items: jax.Array, *per_item: jax.Array):
+  """A chunk of items [B, W] -> (tokens [B, W·L] right-padded, then each per-item array
+  [B, W] spread over its item's tokens), for whole-sequence training."""
+  batch = items.shape[0]
   tokens = item_tokens_of(item_tokens, items)  # [B, W, L]
-  flags = jnp.broadcast_to(is_target[..., None], tokens.shape)
-  tokens, flags = tokens.reshape(batch, -1), flags.reshape(batch, -1)
+  spread = [jnp.broadcast_to(x[..., None], tokens.shape).reshape(batch, -1) for x in per_item]
+  tokens = tokens.reshape(batch, -1)
   order = jnp.argsort(tokens < 0, axis=1, stable=True)  # padding to the right
-  tokens, flags = (jnp.take_along_axis(x, order, axis=1) for x in (tokens, flags))
-  return tokens, flags & (tokens >= 0)
+  return tuple(jnp.take_along_axis(x, order, axis=1) for x in (tokens, *spread))
 
 
 def sequence_log_probs(logits: jax.Array, tokens: jax.Array) -> jax.Array:
@@ -100,7 +99,7 @@ class GenerativeRecommender:
     self.auo_weight = auo_weight
     self.distractors = None if distractors is None else jnp.asarray(distractors)  # [I, Kb]
     self.is_tail = None if is_tail is None else jnp.asarray(is_tail)
-    self.example_weight = example_weight  # callable(batch) -> [B] weights, or None
+    self.example_weight = example_weight  # callable(target items) -> weights, or None
 
   def init(self, rng):
     return self.backbone.init(rng)
@@ -134,22 +133,91 @@ class GenerativeRecommender:
   def _prefix_loss(self, params, batch, rng):
     nll, auo = self.per_example_terms(params, batch, rng)
     weights = (jnp.ones_like(nll) if self.example_weight is None
-               else self.example_weight(batch))
-    loss = jnp.mean(weights * nll)
-    metrics = {'nll': jnp.mean(nll)}
+               else self.example_weight(batch['target']))
+    return self._combine(jnp.sum(weights * nll), jnp.sum(nll),
+                         None if auo is None else jnp.sum(auo), nll.shape[0])
+
+  def _combine(self, weighted_nll, nll, auo, num_targets):
+    """loss = (Σ w·NLL + α Σ AUO) / number of targets, and the logged metrics."""
+    num_targets = jnp.maximum(num_targets, 1)
+    loss = weighted_nll / num_targets
+    metrics = {'nll': nll / num_targets}
     if auo is not None:
-      loss = loss + self.auo_weight * jnp.mean(auo)
-      metrics['auo'] = jnp.mean(auo)
+      loss = loss + self.auo_weight * auo / num_targets
+      metrics['auo'] = auo / num_targets
     return loss, metrics
 
+  def sequence_terms(self, params, batch, rng):
+    """Per target item of a chunk: (NLL [B, W], AUO [B, W] or None), zero elsewhere.
+
+    With AUO, each tail target's distractor SIDs are packed after the chunk's SID stream
+    into the same sequence: a distractor token attends to the stream before its target item
+    and to its own earlier tokens, at the positions the target's tokens take (RoPE), so
+    every distractor is teacher-forced from exactly the target's history in one pass.
+    """
+    items, is_target = batch['items'], batch['is_target']
+    batch_size, width = items.shape
+    item_tokens = item_tokens_of(self.item_tokens, items)  # [B, W, L]
+    length = item_tokens.shape[-1]
+    counts = (item_tokens >= 0).sum(-1)  # [B, W]
+    starts = jnp.cumsum(counts, axis=1) - counts  # stream position of each item's first token
+    item_index = jnp.broadcast_to(jnp.arange(width)[None, :], items.shape)
+    tokens, token_item, token_target = stream(self.item_tokens, items, item_index, is_target)
+    num_stream = tokens.shape[1]
+    use_auo = self.auo_weight > 0 and self.distractors is not None
+    positions = jnp.broadcast_to(jnp.arange(num_stream)[None, :], tokens.shape)
+    inputs, attention = tokens, None
+    if use_auo:
+      active = is_target & (items >= 0) & self.is_tail[jnp.maximum(items, 0)]  # [B, W]
+      distractors = item_tokens_of(self.item_tokens,
+                                   self.distractors[jnp.maximum(items, 0)])  # [B, W, K, L]
+      distractors = jnp.where(active[..., None, None], distractors, -1)
+      num_k = distractors.shape[2]
+      packed = distractors[..., :-1].reshape(batch_size, -1)  # tokens 0..L-2 as inputs
+      group = jnp.broadcast_to(jnp.arange(width * num_k).reshape(width, num_k, 1),
+                               (width, num_k, length - 1)).reshape(-1)  # (item, k) of a slot
+      packed_item = group // num_k
+      packed_pos = jnp.broadcast_to(
+          (starts[:, :, None, None] + jnp.arange(length - 1)[None, None, None, :]),
+          (batch_size, width, num_k, length - 1)).reshape(batch_size, -1)
+      inputs = jnp.concatenate([tokens, packed], axis=1)
+      positions = jnp.concatenate([positions, packed_pos], axis=1)
+      num_packed = packed.shape[1]
+      # Distractor queries: stream keys before their item's first token, own group's keys.
+      to_stream = (jnp.arange(num_stream)[None, None, :] <
+                   jnp.take_along_axis(starts, jnp.broadcast_to(packed_item, (batch_size,
+                                                                              num_packed)),
+                                       axis=1)[:, :, None])  # [B, D, T]
+      to_packed = jnp.broadcast_to((group[:, None] == group[None, :])[None],
+                                   (batch_size, num_packed, num_packed))
+      distractor_rows = jnp.concatenate([to_stream, to_packed], axis=2)
+      stream_rows = jnp.ones((batch_size, num_stream, num_stream + num_packed), bool)
+      attention = jnp.concatenate([stream_rows, distractor_rows], axis=1)
+    logits = self.backbone.sequence_logits(params, inputs, inputs >= 0, rng, positions,
+                                           attention)
+    stream_logits = logits[:, :num_stream]
+    labels = jnp.where(token_target[:, 1:], tokens[:, 1:], -1)  # token q+1 from query q
+    token_nll = -sequence_log_probs(stream_logits[:, :-1], labels)  # [B, T-1]
+    owner = jnp.where(labels >= 0, token_item[:, 1:], width)  # item of each loss token
+    nll = jax.vmap(lambda v, o: jnp.zeros(width + 1).at[o].add(v))(token_nll, owner)[:, :-1]
+    if not use_auo:
+      return nll, None
+    # Token 0 of every distractor: the distribution at the token before its item's start.
+    before = jnp.take_along_axis(stream_logits, jnp.maximum(starts - 1, 0)[..., None], axis=1)
+    first = sequence_log_probs(before[:, :, None, :], distractors[..., 0])  # [B, W, K]
+    rest_logits = logits[:, num_stream:].reshape(batch_size, width, num_k, length - 1, -1)
+    rest = sequence_log_probs(rest_logits, distractors[..., 1:])  # [B, W, K, L-1]
+    log_probs = jnp.concatenate([first[..., None], rest], axis=-1)
+    auo = unlikelihood(log_probs, distractors >= 0).sum((2, 3))
+    return nll, jnp.where(active, auo, 0.0)
+
   def _sequence_loss(self, params, batch, rng):
-    tokens, is_target_token = stream(self.item_tokens, batch['items'], batch['is_target'])
-    logits = self.backbone.sequence_logits(params, tokens, tokens >= 0, rng)
-    labels = jnp.where(is_target_token[:, 1:], tokens[:, 1:], -1)  # token q+1 from query q
-    token_nll = -sequence_log_probs(logits[:, :-1], labels)
-    num_targets = jnp.maximum(jnp.sum(batch['is_target']), 1)
-    nll = jnp.sum(token_nll) / num_targets  # = mean over target items of their SID's NLL
-    return nll, {'nll': nll}
+    nll, auo = self.sequence_terms(params, batch, rng)
+    targets = batch['is_target'] & (batch['items'] >= 0)
+    weights = (jnp.ones_like(nll) if self.example_weight is None
+               else self.example_weight(jnp.maximum(batch['items'], 0)))
+    return self._combine(jnp.sum(jnp.where(targets, weights * nll, 0.0)), jnp.sum(nll),
+                         None if auo is None else jnp.sum(auo), jnp.sum(targets))
 
   # ------------------------------------------------------------------------ decoding --
 

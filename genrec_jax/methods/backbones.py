@@ -6,8 +6,9 @@ needs:
   continuation_logits(params, history [B, Th] left-padded, continuations [B, R, L], rng)
       -> logits [B, R, L, V]; logits[:, r, i] is the distribution of token i of
          continuation r given the history and that continuation's tokens before i
-  sequence_logits(params, tokens [B, T], valid [B, T], rng)
-      -> causal logits [B, T, V] (whole-sequence training; decoder-only backbones)
+  sequence_logits(params, tokens [B, T], valid [B, T], rng, positions=None, attention=None)
+      -> causal logits [B, T, V] (whole-sequence training; decoder-only backbones); optional
+         RoPE positions [B, T] and an extra attention mask [B, T, T] for packed sequences
   prefill(params, history, max_decode_len) -> (first-token logits [B, V], cache)
   decode_step(params, tokens [B], cache) -> (logits [B, V], cache)
 """
@@ -48,9 +49,10 @@ class DecoderBackbone:
     first = jnp.broadcast_to(first_logits[:, None, None], (batch, num_cont, 1, rest.shape[-1]))
     return jnp.concatenate([first, rest], axis=2)
 
-  def sequence_logits(self, params, tokens, valid, rng):
+  def sequence_logits(self, params, tokens, valid, rng, positions=None, attention=None):
     del rng
-    return self.model.apply({'params': params}, tokens, mask=valid).logits
+    return self.model.apply({'params': params}, tokens, positions, valid,
+                            attention_mask=attention).logits
 
   def prefill(self, params, history, max_decode_len):
     return transformer_lib.prefill(self.model, params, history, history >= 0,

@@ -7,9 +7,9 @@
            SID (ties: higher similarity first), precomputed once;
          L_AUO = −Σ_{d ∈ distractors(v)} Σ_i log(1 − P(c_d^(i) | h, c_d^(<i)));
          L = L_NLL + α·L_AUO, α = ghost.alpha (0.1).
-The loss is computed by the shared generative stage (methods/_generative.py). AUO needs
-per-prefix examples (train.example_kind='prefix'): each distractor is teacher-forced from the
-example's own history.
+The loss is computed by the shared generative stage (methods/_generative.py), with per-prefix
+examples or whole-sequence chunks (distractors packed after the chunk's stream); either way
+each distractor is teacher-forced from its target's own history.
 
 Ablations are config switches: ghost.auo=False (w/o AUO), tokenize.method='rq_kmeans'
 (w/o SKT; RQK-4/RQK-6 with tokenize.levels and ghost.auo=False), tokenize.method='rqk_var'
@@ -31,16 +31,12 @@ def default_config() -> ml_collections.ConfigDict:
   config.update({
       'ghost': dict(auo=True, alpha=0.1, k_a=200, k_b=5),
       'tokenize': dict(method='skt', head_levels=3, tail_levels=2),
-      'train': dict(example_kind='prefix'),
   })
   return config
 
 
 def validate_config(config) -> None:
   lcrec.validate_config(config)
-  if config.ghost.auo and config.train.example_kind != 'prefix':
-    raise ValueError("Invalid config.train.example_kind: AUO needs 'prefix' examples (each "
-                     'distractor is teacher-forced from the example history).')
   if config.ghost.k_b > config.ghost.k_a:
     raise ValueError('Invalid config.ghost.k_b: must be <= ghost.k_a.')
 

@@ -26,8 +26,7 @@ uses_sids = True
 
 def default_config() -> ml_collections.ConfigDict:
   config = lcrec.default_config()
-  config.update({'ifairlrs': dict(mode='rw', rr_lambda=0.5, candidates=50),
-                 'train': dict(example_kind='prefix')})
+  config.update({'ifairlrs': dict(mode='rw', rr_lambda=0.5, candidates=50)})
   return config
 
 
@@ -35,9 +34,6 @@ def validate_config(config) -> None:
   lcrec.validate_config(config)
   if config.ifairlrs.mode not in ('rw', 'rr'):
     raise ValueError("Invalid config.ifairlrs.mode: use 'rw' or 'rr'.")
-  if config.ifairlrs.mode == 'rw' and config.train.example_kind != 'prefix':
-    raise ValueError("Invalid config.train.example_kind: IFairLRS-RW weights 'prefix' "
-                     'examples.')
 
 
 def group_weights(dataset) -> np.ndarray:
@@ -77,7 +73,7 @@ def build(config, dataset, sids, embeddings=None):
   if f.mode == 'rw':
     weights = jnp.asarray(group_weights(dataset), jnp.float32)
     is_head = jnp.asarray(dataset.is_head)
-    weight_of = lambda batch: weights[is_head[batch['target']].astype(jnp.int32)]
+    weight_of = lambda targets: weights[is_head[targets].astype(jnp.int32)]
     return lcrec.build(config, dataset, sids, embeddings, example_weight=weight_of)
   method = lcrec.build(config, dataset, sids, embeddings)
   return Reranked(method, dataset.item_counts, f.rr_lambda, f.candidates)

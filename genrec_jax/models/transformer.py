@@ -245,7 +245,8 @@ class Transformer(nn.Module):
 
   def __call__(self, tokens: jax.Array, positions: jax.Array | None = None,
                mask: jax.Array | None = None, cache: Cache | None = None,
-               return_hidden: bool = False) -> DecoderOutput:
+               return_hidden: bool = False,
+               attention_mask: jax.Array | None = None) -> DecoderOutput:
     """Logits for every position of tokens [B, T].
 
     Args:
@@ -254,16 +255,19 @@ class Transformer(nn.Module):
       mask: [B, T], 1/True for real tokens, 0 for padding (left or right); None = all real.
       cache: a cache from `init_cache` / `prefill`; the tokens are appended to it.
       return_hidden: also return the final-norm hidden states [B, T, D].
+      attention_mask: [B, T, T] bool, AND-ed with the causal and padding masks (without a
+        cache), e.g. to pack several continuations of one prefix into one sequence.
 
     Returns:
       DecoderOutput(logits [B, T, V] float32, hidden or None, updated cache or None).
     """
-    hidden, cache = self.hidden_states(tokens, positions, mask, cache)
+    hidden, cache = self.hidden_states(tokens, positions, mask, cache, attention_mask)
     return DecoderOutput(self.logits(hidden), hidden if return_hidden else None, cache)
 
   def hidden_states(self, tokens: jax.Array, positions: jax.Array | None = None,
-                    mask: jax.Array | None = None,
-                    cache: Cache | None = None) -> tuple[jax.Array, Cache | None]:
+                    mask: jax.Array | None = None, cache: Cache | None = None,
+                    attention_mask: jax.Array | None = None
+                    ) -> tuple[jax.Array, Cache | None]:
     """(final-norm hidden states [B, T, D], updated cache); arguments as in __call__."""
     batch, length = tokens.shape
     mask = jnp.ones((batch, length), bool) if mask is None else mask.astype(bool)
@@ -275,7 +279,11 @@ class Transformer(nn.Module):
       key_mask = mask  # [B, S=T]
       causal = query_steps[None, :] <= query_steps[:, None]  # [T, S]
       attn_mask = causal[None] & key_mask[:, None, :]  # [B, T, S]
+      if attention_mask is not None:
+        attn_mask &= attention_mask
     else:
+      if attention_mask is not None:
+        raise ValueError('attention_mask is only supported without a cache.')
       start = cache['index']  # [B]
       if positions is None:
         positions = cache['position'][:, None] + positions_from_mask(mask)
