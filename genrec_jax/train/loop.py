@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import signal
 
@@ -78,16 +77,8 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None):
     _say(f'Params initialised from {tc.init_from}')
 
   # ------------------------------------------------------------------------------ step --
-  @functools.partial(jax.jit, donate_argnums=0, out_shardings=(shardings, None))
-  def train_step(state, batch, rng):
-    def loss_fn(params):
-      return method.loss_fn(params, batch, rng)
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = jax.tree.map(jnp.add, state.params, updates)
-    metrics = {**metrics, 'loss': loss, 'grad_norm': _global_norm(grads),
-               'lr': schedule(state.step // tc.grad_accum_steps)}
-    return state_lib.TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+  train_step = jax.jit(make_train_step(method, tx, schedule, tc.grad_accum_steps),
+                       donate_argnums=0, out_shardings=(shardings, None))
 
   # ------------------------------------------------------------------------------ loop --
   preempted = []
@@ -135,6 +126,20 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None):
          f'{tc.early_stop_metric}={loop["best"]:.4f})')
   checkpoints.close()
   return params
+
+
+def make_train_step(method, tx, schedule, grad_accum_steps: int = 1):
+  """(state, batch, rng) -> (state, metrics): loss, grads, optimizer update (jit it)."""
+  def train_step(state, batch, rng):
+    def loss_fn(params):
+      return method.loss_fn(params, batch, rng)
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = jax.tree.map(jnp.add, state.params, updates)
+    metrics = {**metrics, 'loss': loss, 'grad_norm': _global_norm(grads),
+               'lr': schedule(state.step // grad_accum_steps)}
+    return state_lib.TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+  return train_step
 
 
 def load_best_params(config, method, workdir: str):
