@@ -115,6 +115,13 @@ SHARDED_SCRIPT = textwrap.dedent('''
       with open(sys.argv[1] + '/' + name + '/metrics.jsonl') as f:
         results[name + '_loss'] = [json.loads(l)['loss'] for l in f if '"train"' in l]
       results[name + '_sharding'] = str(jax.tree.leaves(params)[0].sharding)
+    # Params-only init from the single-device run, restored onto the 2x2x2 mesh; lr ~ 0 so
+    # one step leaves them as they were.
+    config.train.update(init_from=sys.argv[1] + '/single', lr=1e-12, num_steps=1)
+    with mock.patch.object(jax, 'devices', lambda *a: jax.local_devices()):
+      params = loop.fit(config, method, ds, sys.argv[1] + '/init_from')
+    results['init_from'] = {'/'.join(map(str, k)): np.asarray(v).tolist()
+                            for k, v in jax.tree_util.tree_flatten_with_path(params)[0]}
     print(json.dumps(results))
 ''')
 
@@ -132,6 +139,8 @@ def test_sharded_step_equals_single_device_step(tmp_path):
     np.testing.assert_allclose(value, results['sharded'][key], rtol=2e-5, atol=1e-5,
                                err_msg=key)
   assert 'fsdp' in results['sharded_sharding'] or 'tensor' in results['sharded_sharding']
+  for key, value in results['single'].items():  # restored into another mesh, then 1 step
+    np.testing.assert_allclose(results['init_from'][key], value, rtol=1e-5, atol=1e-6)
 
 
 class _LogMethod:
@@ -207,3 +216,27 @@ def test_two_local_processes_train_in_step_and_match_one_process(tmp_path):
     # Same global batches (rows interleaved across processes), so the same training.
     np.testing.assert_allclose(a, ref, rtol=1e-4, atol=1e-5)
   assert os.path.exists(tmp_path / 'multi' / 'metrics.jsonl')  # written by process 0 only
+
+
+def test_early_stopping_keeps_the_best_validation(tmp_path):
+  config = config_lib.base_config('sasrec', 'synthetic')
+  config.model.update(hidden=8, num_layers=1)
+  config.train.update(batch_size=16, num_steps=40, eval_every=4, log_every=4,
+                      early_stop_metric='ndcg@10', early_stop_patience=2)
+  ds = dataset_lib.preprocess(synthetic.generate(num_users=60, num_items=30), kcore=2)
+  from genrec_jax import methods  # pylint: disable=g-import-not-at-top
+  method = methods.get('sasrec').build(config, ds)
+  scores = iter([0.1, 0.3, 0.2, 0.25, 0.9, 0.95])  # best at the 2nd validation (step 8)
+  seen = []
+
+  def validate(params):
+    seen.append(jax.device_get(params))  # the step donates the device buffers
+    return {'ndcg@10': next(scores)}
+
+  params = loop.fit(config, method, ds, str(tmp_path), validate_fn=validate)
+  assert len(seen) == 4  # stopped after 2 validations without improvement
+  for best, got in zip(jax.tree.leaves(seen[1]), jax.tree.leaves(params)):
+    np.testing.assert_array_equal(np.asarray(best), np.asarray(got))
+  with open(tmp_path / 'metrics.jsonl') as f:
+    steps = [json.loads(line)['step'] for line in f if '"train"' in line]
+  assert max(steps) == 16

@@ -120,10 +120,12 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None):
 
   # ---------------------------------------------------------------------------- finish --
   params = state.params
-  if checkpoints.has_best():
+  if loop['best'] is not None:
     params = checkpoints.restore_best(state.params, shardings.params)
     _say(f'Restored the best params (step {loop["best_step"]}, '
          f'{tc.early_stop_metric}={loop["best"]:.4f})')
+  elif not checkpoints.has_best():  # no validation: the last params are the run's result
+    checkpoints.save_best(int(state.step), params, {})
   checkpoints.close()
   return params
 
