@@ -23,20 +23,20 @@ TABLE_2 = ('Ghost', 'Ghost w/o AUO', 'Ghost w/o SKT', 'LC-Rec', 'RQK-6', 'RQK-4-
 
 def get_sweep(variant: str, root: str) -> list[dict]:
   variant = variant or 'cpu'
-  rows = [
+  rows = [  # cheapest and most telling first, so a partial sweep is already useful
       ('SASRec', f'configs/sasrec_ins.py:{variant}', {}),
       ('LC-Rec', f'configs/lcrec_ins.py:{variant}', {}),
-      ('TIGER', f'configs/tiger_ins.py:{variant}', {}),
-      ('LETTER (lcrec)', f'configs/letter_ins.py:{variant}', {}),
+      ('Ghost', f'configs/ghost_ins.py:{variant}', {}),
+      ('Ghost w/o AUO', f'configs/ghost_ins.py:{variant}_noauo', {}),
+      ('Ghost w/o SKT', f'configs/ghost_ins.py:{variant}_noskt', {}),
       ('IFairLRS-RW', f'configs/ifairlrs_ins.py:{variant}_rw', {}),
       ('IFairLRS-RR', f'configs/ifairlrs_ins.py:{variant}_rr', {}),
       ('Augmentation', f'configs/augment_ins.py:{variant}_augment', {}),
       ('Substitution', f'configs/augment_ins.py:{variant}_substitute', {}),
-      ('Ghost', f'configs/ghost_ins.py:{variant}', {}),
-      ('Ghost w/o AUO', f'configs/ghost_ins.py:{variant}_noauo', {}),
-      ('Ghost w/o SKT', f'configs/ghost_ins.py:{variant}_noskt', {}),
+      ('LETTER (lcrec)', f'configs/letter_ins.py:{variant}', {}),
       ('RQK-6', f'configs/lcrec_ins.py:{variant}_rqk6', {}),
       ('RQK-4-6', f'configs/ghost_ins.py:{variant}_rqk46', {}),
+      ('TIGER', f'configs/tiger_ins.py:{variant}', {}),
   ]
   sweep = [{'name': n, 'config': c, 'overrides': o} for n, c, o in rows]
   for row in sweep:
