@@ -1,7 +1,6 @@
 """SKT and RQK-h-t through the tokenize stage: the properties Ghost's SKT promises."""
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 
-from absl import logging
 import numpy as np
 
 from genrec_jax.data.raw import DataError

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 
-from absl import logging
 import numpy as np
 
 from genrec_jax.data.dataset import Dataset

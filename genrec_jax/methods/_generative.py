@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genrec_jax.data.pipeline import TARGETS_PER_CHUNK
 from genrec_jax.decode.beam_search import beam_search
 from genrec_jax.tokenize.sid_table import SIDTable
 from genrec_jax.tokenize.trie import build_trie
@@ -169,25 +170,26 @@ class GenerativeRecommender:
     inputs, attention = tokens, None
     if use_auo:
       active = is_target & (items >= 0) & self.is_tail[jnp.maximum(items, 0)]  # [B, W]
-      distractors = item_tokens_of(self.item_tokens,
-                                   self.distractors[jnp.maximum(items, 0)])  # [B, W, K, L]
-      distractors = jnp.where(active[..., None, None], distractors, -1)
+      # Distractors only for the (at most TARGETS_PER_CHUNK) tail-target slots of a chunk.
+      num_slots = min(width, TARGETS_PER_CHUNK)
+      slots = jnp.argsort(~active, axis=1, stable=True)[:, :num_slots]  # [B, S]
+      slot_active = jnp.take_along_axis(active, slots, axis=1)
+      slot_items = jnp.maximum(jnp.take_along_axis(items, slots, axis=1), 0)
+      slot_starts = jnp.take_along_axis(starts, slots, axis=1)
+      distractors = item_tokens_of(self.item_tokens, self.distractors[slot_items])  # [B,S,K,L]
+      distractors = jnp.where(slot_active[..., None, None], distractors, -1)
       num_k = distractors.shape[2]
       packed = distractors[..., :-1].reshape(batch_size, -1)  # tokens 0..L-2 as inputs
-      group = jnp.broadcast_to(jnp.arange(width * num_k).reshape(width, num_k, 1),
-                               (width, num_k, length - 1)).reshape(-1)  # (item, k) of a slot
-      packed_item = group // num_k
-      packed_pos = jnp.broadcast_to(
-          (starts[:, :, None, None] + jnp.arange(length - 1)[None, None, None, :]),
-          (batch_size, width, num_k, length - 1)).reshape(batch_size, -1)
+      group = jnp.repeat(jnp.arange(num_slots * num_k), length - 1)  # (slot, k) of a token
+      packed_pos = jnp.broadcast_to(  # a distractor takes its target's RoPE positions
+          (slot_starts[:, :, None, None] + jnp.arange(length - 1)),
+          (batch_size, num_slots, num_k, length - 1)).reshape(batch_size, -1)
       inputs = jnp.concatenate([tokens, packed], axis=1)
       positions = jnp.concatenate([positions, packed_pos], axis=1)
       num_packed = packed.shape[1]
-      # Distractor queries: stream keys before their item's first token, own group's keys.
-      to_stream = (jnp.arange(num_stream)[None, None, :] <
-                   jnp.take_along_axis(starts, jnp.broadcast_to(packed_item, (batch_size,
-                                                                              num_packed)),
-                                       axis=1)[:, :, None])  # [B, D, T]
+      # Distractor queries: stream keys before their target's first token, own group's keys.
+      packed_start = jnp.repeat(slot_starts, num_k * (length - 1), axis=1)  # [B, D]
+      to_stream = jnp.arange(num_stream)[None, None, :] < packed_start[:, :, None]  # [B, D, T]
       to_packed = jnp.broadcast_to((group[:, None] == group[None, :])[None],
                                    (batch_size, num_packed, num_packed))
       distractor_rows = jnp.concatenate([to_stream, to_packed], axis=2)
@@ -202,14 +204,16 @@ class GenerativeRecommender:
     nll = jax.vmap(lambda v, o: jnp.zeros(width + 1).at[o].add(v))(token_nll, owner)[:, :-1]
     if not use_auo:
       return nll, None
-    # Token 0 of every distractor: the distribution at the token before its item's start.
-    before = jnp.take_along_axis(stream_logits, jnp.maximum(starts - 1, 0)[..., None], axis=1)
-    first = sequence_log_probs(before[:, :, None, :], distractors[..., 0])  # [B, W, K]
-    rest_logits = logits[:, num_stream:].reshape(batch_size, width, num_k, length - 1, -1)
-    rest = sequence_log_probs(rest_logits, distractors[..., 1:])  # [B, W, K, L-1]
+    # Token 0 of every distractor: the distribution at the token before its target's start.
+    before = jnp.take_along_axis(stream_logits, jnp.maximum(slot_starts - 1, 0)[..., None],
+                                 axis=1)  # [B, S, V]
+    first = sequence_log_probs(before[:, :, None, :], distractors[..., 0])  # [B, S, K]
+    rest_logits = logits[:, num_stream:].reshape(batch_size, num_slots, num_k, length - 1, -1)
+    rest = sequence_log_probs(rest_logits, distractors[..., 1:])  # [B, S, K, L-1]
     log_probs = jnp.concatenate([first[..., None], rest], axis=-1)
-    auo = unlikelihood(log_probs, distractors >= 0).sum((2, 3))
-    return nll, jnp.where(active, auo, 0.0)
+    slot_auo = jnp.where(slot_active, unlikelihood(log_probs, distractors >= 0).sum((2, 3)), 0.)
+    auo = jax.vmap(lambda v, i: jnp.zeros(width).at[i].add(v))(slot_auo, slots)
+    return nll, auo
 
   def _sequence_loss(self, params, batch, rng):
     nll, auo = self.sequence_terms(params, batch, rng)
