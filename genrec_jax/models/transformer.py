@@ -42,11 +42,6 @@ Cache = dict[str, Any]
 
 SUPPORTED_MODEL_TYPES = ('qwen2', 'qwen3', 'llama')
 
-# Example sharding rules: batch over mesh axis 'data', tensor parallelism over 'model'.
-DEFAULT_LOGICAL_AXIS_RULES = (
-    ('batch', 'data'), ('length', None), ('embed', None), ('vocab', 'model'),
-    ('mlp', 'model'), ('heads', 'model'), ('kv_heads', None), ('kv', None))
-
 
 @dataclasses.dataclass(frozen=True)
 class TransformerConfig:

@@ -24,6 +24,7 @@ DEFAULT_RULES = (
     ('embed', 'fsdp'),
     ('mlp', 'tensor'),
     ('heads', 'tensor'),
+    ('kv_heads', None),  # few kv heads (e.g. 2 in Qwen2.5-0.5B): not worth splitting
     ('kv', None),
     ('vocab', 'tensor'),
     ('layers', None),
