@@ -16,6 +16,7 @@ from genrec_jax.data import readers
 from genrec_jax.data import synthetic
 from genrec_jax.data import tfds_raw
 from genrec_jax.data.dataset import Dataset
+from genrec_jax.data.raw import DataError
 
 _PREPROCESS_FIELDS = ('kcore', 'max_history', 'head_ratio', 'num_groups', 'dedup')
 
@@ -78,7 +79,7 @@ def _raw_reader(data_config):
   if source == 'movielens100k' and data_dir is None:
     data_dir = readers.recbole_example_dir('ml-100k')
   if data_dir is None:
-    raise readers.raw.DataError(
+    raise DataError(
         f'config.data.dir is empty: set it to the folder with the raw {source} files '
         f'(e.g. --config.data.dir=/data/amazon18).')
   kwargs = {'on_bad_line': data_config.on_bad_line}
