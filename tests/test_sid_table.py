@@ -72,3 +72,13 @@ def test_save_load_round_trip_and_item_count_check(tmp_path):
   assert back.level_names == table.level_names
   with pytest.raises(DataError, match='dataset has 5'):
     SIDTable.load(path, num_items=5)
+
+
+def test_code_usage_by_hand():
+  from genrec_jax.tokenize import stats  # pylint: disable=g-import-not-at-top
+  usage = stats.code_usage(_skt_like())
+  # Level a codes 0, 2, 0, 0 of 3: 2/3 used, perplexity exp(H(3/4, 1/4)).
+  p = np.array([0.75, 0.25])
+  assert usage[0]['codes_used'] == pytest.approx(2 / 3)
+  assert usage[0]['perplexity'] == pytest.approx(np.exp(-(p * np.log(p)).sum()))
+  assert usage[2]['items'] == 2  # the tail level: head items skip it

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from genrec_jax.tokenize import rq_kmeans
 from genrec_jax.tokenize.sid_table import SIDTable
 
 
@@ -22,12 +23,11 @@ def code_usage(table: SIDTable) -> list[dict[str, float]]:
   out = []
   for level, size in enumerate(table.level_sizes):
     codes = table.codes[:, level]
-    codes = codes[codes >= 0]
-    freq = np.bincount(codes, minlength=size)
-    p = freq[freq > 0] / max(len(codes), 1)
+    codes = codes[codes >= 0]  # items that skip the level (SKT heads, dedup) do not count
+    used, perplexity = (rq_kmeans.codebook_usage(codes[:, None], [size]) if len(codes)
+                        else ([0.0], [0.0]))
     out.append({'level': table.level_names[level], 'size': size, 'items': int(len(codes)),
-                'codes_used': float((freq > 0).sum() / size),
-                'perplexity': float(np.exp(-(p * np.log(p)).sum())) if len(codes) else 0.0})
+                'codes_used': float(used[0]), 'perplexity': float(perplexity[0])})
   return out
 
 
