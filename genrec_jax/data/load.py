@@ -83,7 +83,7 @@ def _raw_reader(data_config):
         f'config.data.dir is empty: set it to the folder with the raw {source} files '
         f'(e.g. --config.data.dir=/data/amazon18).')
   kwargs = {'on_bad_line': data_config.on_bad_line}
-  if source == 'recbole':
+  if source in ('recbole', 'lcrec'):
     kwargs['name'] = data_config.category
   elif source != 'movielens100k':
     kwargs['category'] = data_config.category

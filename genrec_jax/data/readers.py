@@ -212,12 +212,64 @@ def read_movielens100k(data_dir: PathLike | None = None, *,
   return dataclasses.replace(data, item_text=item_text)
 
 
+def read_lcrec(data_dir: PathLike, name: str, *, on_bad_line: str = 'error') -> raw.RawData:
+  """Reads the LC-Rec / LETTER processed format used across generative recommendation.
+
+  `{name}.inter.json` ({user id: [item ids in time order]}) is required; `{name}.item.json`
+  ({item id: {title, description, brand, categories}}) is optional. Ids stay the file's own
+  (int ids as strings, which `{name}.index.json` and the .item2id / .user2id maps use too).
+  There are no timestamps: an item's position in its user's list is its time.
+  """
+  data_dir = _require_dir(data_dir, f'{name}.inter.json (+ optional {name}.item.json, '
+                          f'{name}.index.json) in the LC-Rec / LETTER processed format')
+  path = _require_file(data_dir, [f'{name}.inter.json'], f'{name}.inter.json')
+  bad = _BadRecords(on_bad_line)
+  try:
+    with open(path, encoding='utf-8') as f:
+      sequences = json.load(f)
+  except json.JSONDecodeError as e:
+    raise raw.DataError(f'{path}: not valid JSON ({e}); expected {{user: [items]}}.') from e
+  if not isinstance(sequences, dict):
+    raise raw.DataError(f'{path}: expected a JSON object {{user: [items in time order]}}.')
+  interactions = _Interactions(path)
+  for user, items in sequences.items():
+    if not isinstance(items, list):
+      bad.reject('malformed_row', f'{path}: user {user!r} maps to {type(items).__name__}, '
+                 'not a list of item ids.')
+      continue
+    for position, item in enumerate(items):
+      interactions.users.append(str(user))
+      interactions.items.append(str(item))
+      interactions.timestamps.append(float(position))
+  _require_records(interactions, bad)
+  item_path = _first_existing(data_dir, [f'{name}.item.json'])
+  item_text = {}
+  if item_path:
+    with open(item_path, encoding='utf-8') as f:
+      records = json.load(f)
+    known = set(interactions.items)
+    for item, fields in records.items():
+      if str(item) not in known:
+        bad.dropped['meta_item_without_interactions'] += 1
+        continue
+      text = _nonempty(title=_text(fields.get('title')), brand=_text(fields.get('brand')),
+                       categories=_text(fields.get('categories')),
+                       description=_text(fields.get('description')))
+      if text:
+        item_text[str(item)] = text
+    if records and bad.dropped['meta_item_without_interactions'] == len(records):
+      raise raw.DataError(f'{item_path} shares no item id with {path}; the two files do not '
+                          'belong together.')
+  return _raw_data(name, interactions, item_text, item_path, bad)
+
+
 READERS: dict[str, Callable[..., raw.RawData]] = {
     'amazon2014': read_amazon2014,
     'amazon2018': read_amazon2018,
     'amazon2023': read_amazon2023,
     'recbole': read_recbole_atomic,
     'movielens100k': read_movielens100k,
+    'lcrec': read_lcrec,
 }
 
 

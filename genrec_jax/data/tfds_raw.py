@@ -49,8 +49,10 @@ class RawInteractions(tfds.core.GeneratorBasedBuilder):
     self._raw = raw = self._read()
     self.info.metadata.update(
         name=raw.name, dropped=raw.dropped, source_files=list(raw.source_files))
-    return {'users': self._generate_examples('users'),
-            'items': self._generate_examples('items')}
+    splits = {'users': self._generate_examples('users')}
+    if raw.item_text:  # TFDS cannot write an empty split; no text means no 'items' split
+      splits['items'] = self._generate_examples('items')
+    return splits
 
   def _generate_examples(self, split: str):
     raw = self._raw
@@ -87,8 +89,10 @@ def load_raw_cached(read: Callable[[], RawData], *, name: str, tfds_dir: str) ->
     users.append(np.full(n, record['key'].decode()))
     items.append(np.array([i.decode() for i in record['items']], dtype=str))
     times.append(np.asarray(record['timestamps'], np.float64))
-  item_text = {r['key'].decode(): json.loads(r['text_json'].decode())
-               for r in builder.as_data_source(split='items')}
+  item_text = {}
+  if 'items' in builder.info.splits:
+    item_text = {r['key'].decode(): json.loads(r['text_json'].decode())
+                 for r in builder.as_data_source(split='items')}
   return RawData(
       name=meta['name'], users=np.concatenate(users), items=np.concatenate(items),
       timestamps=np.concatenate(times), item_text=item_text,

@@ -4,6 +4,8 @@ config.tokenize.method picks the tokenizer:
   rq_kmeans   RQ-KMeans, `levels` × `codes_per_level` (LC-Rec's RQK-4 / RQK-6 ablations);
   skt         Ghost's skeleton-founded tokenization (head_levels + tail_levels, EOS);
   rqk_var     variable length without inheritance (Ghost's RQK-4-6: head_levels/tail_levels);
+  precomputed SIDs from an LC-Rec / LETTER `X.index.json` ({item: ["<a_12>", "<b_3>", ...]}),
+              e.g. LETTER's own SIDs (tokenize.index_path);
   rqvae       RQ-VAE (TIGER, LC-Rec; Sinkhorn on chosen levels);
   letter      RQ-VAE + LETTER's collaborative and diversity regularisers.
 Embeddings are first reduced by PCA to `pca_dim` (0 keeps them; the papers use an MLP to 32
@@ -13,7 +15,9 @@ dims). Similarity for SKT's head anchors uses the full embeddings. Then the dedu
 
 from __future__ import annotations
 
+import json
 import os
+import re
 
 from absl import logging
 import jax
@@ -22,6 +26,7 @@ import numpy as np
 
 from genrec_jax.data.dataset import Dataset
 from genrec_jax.data.dataset import fingerprint
+from genrec_jax.data.raw import DataError
 from genrec_jax.embed.collaborative import item_embeddings_from_run
 from genrec_jax.tokenize import rq_kmeans
 from genrec_jax.tokenize import rqvae
@@ -30,7 +35,7 @@ from genrec_jax.tokenize.sid_table import SIDTable
 from genrec_jax.tokenize.sid_table import add_dedup_level
 from genrec_jax.tokenize.rqvae import default_rqvae_config
 
-METHODS = ('rq_kmeans', 'skt', 'rqk_var', 'rqvae', 'letter')
+METHODS = ('rq_kmeans', 'skt', 'rqk_var', 'rqvae', 'letter', 'precomputed')
 LEVEL_NAMES = 'abcdefghijklmnop'
 
 
@@ -49,6 +54,7 @@ def default_tokenize_config() -> ml_collections.ConfigDict:
       dedup='colliding',  # 'colliding' | 'all' (TIGER) | 'none'
       rqvae=default_rqvae_config(),  # rqvae / letter (levels and codes_per_level above win)
       cf_run='',  # letter: workdir of a SASRec run whose item embeddings are the CF signal
+      index_path='',  # precomputed: the X.index.json file
   ))
 
 
@@ -63,6 +69,9 @@ def validate_tokenize_config(tok) -> None:
   if tok.method == 'letter' and not tok.cf_run:
     raise ValueError('Invalid config.tokenize.cf_run: letter needs the workdir of a SASRec run '
                      'on the same dataset (e.g. runs/sasrec_ml100k).')
+  if tok.method == 'precomputed' and not tok.index_path:
+    raise ValueError('Invalid config.tokenize.index_path: precomputed SIDs need the path of '
+                     'an X.index.json file.')
   if tok.method == 'rqk_var' and tok.tail_levels <= tok.head_levels:
     raise ValueError('Invalid config.tokenize.tail_levels: rqk_var needs tail_levels > '
                      'head_levels (e.g. 4 and 6 for RQK-4-6).')
@@ -103,6 +112,9 @@ def _fit(tok, dataset: Dataset, embeddings: np.ndarray, key: jax.Array) -> SIDTa
     codes, eos, level_sizes, info = skt.variable_length_codes(
         x, dataset.is_head, key, head_levels=tok.head_levels, tail_levels=tok.tail_levels,
         codes_per_level=tok.codes_per_level, **kmeans_args)
+  elif tok.method == 'precomputed':
+    codes, level_sizes = precomputed_codes(tok.index_path, dataset.item_ids)
+    eos, info = np.zeros(len(codes), bool), {'index_path': tok.index_path}
   else:  # rqvae / letter, on the full embeddings (the encoder MLP reduces them)
     codes, eos, level_sizes = _rqvae_codes(tok, dataset, embeddings, key)
     info = {}
@@ -114,6 +126,34 @@ def _fit(tok, dataset: Dataset, embeddings: np.ndarray, key: jax.Array) -> SIDTa
   info.update(method=tok.method, collision_rate=collision_rate)
   return SIDTable(codes=codes, level_sizes=tuple(level_sizes), ends_with_eos=eos,
                   level_names=tuple(names), info=info)
+
+
+_SID_TOKEN = re.compile(r'^<([a-z])_(\d+)>$')
+
+
+def precomputed_codes(path: str, item_ids: np.ndarray) -> tuple[np.ndarray, list[int]]:
+  """(codes [I, L], level sizes) from an index.json of '<a_12>'-style tokens per item."""
+  try:
+    with open(path) as f:
+      index = json.load(f)
+  except FileNotFoundError:
+    raise DataError(f'{path}: SID index not found; set tokenize.index_path to the '
+                    'X.index.json of this dataset.') from None
+  rows = []
+  for item in item_ids:
+    tokens = index.get(str(item))
+    if tokens is None:
+      raise DataError(f'{path}: no SID for item {item}; the index does not belong to this '
+                      'dataset (or was made before filtering).')
+    levels = [_SID_TOKEN.match(t) for t in tokens]
+    if not all(levels) or [m.group(1) for m in levels] != list('abcdefghijklmnop'[:len(levels)]):
+      raise DataError(f'{path}: item {item} has SID {tokens}; expected tokens "<a_N>", '
+                      '"<b_N>", ... in level order.')
+    rows.append([int(m.group(2)) for m in levels])
+  if len({len(r) for r in rows}) != 1:
+    raise DataError(f'{path}: SIDs of different lengths; precomputed SIDs must share one.')
+  codes = np.asarray(rows, np.int32)
+  return codes, [int(codes[:, level].max()) + 1 for level in range(codes.shape[1])]
 
 
 def _rqvae_codes(tok, dataset, embeddings, key):
