@@ -6,8 +6,11 @@ The SASRec run comes first (its 32-d item embeddings are the CF signal):
   python -m genrec_jax.main --config=configs/letter_ins.py:cpu --workdir=runs/letter \
       --config.tokenize.cf_run=runs/sasrec
 
-Variants: cpu, paper, smoke; suffix `_tiger` for the TIGER backbone.
+Variants: cpu, ins, paper, smoke; suffix `_tiger` for the TIGER backbone. On `ins` (the
+papers' Instruments data) the SIDs are LETTER's own, read from Instruments.index.json.
 """
+
+import os
 
 from genrec_jax import config as config_lib
 from genrec_jax.methods import letter
@@ -19,4 +22,8 @@ def get_config(variant: str = 'cpu'):
   config = config_lib.table_config('letter', variant, letter.default_config(backbone))
   config.name = f'LETTER ({backbone})'
   config.tokenize.cf_run = 'runs/sasrec'
+  if variant == 'ins':
+    config.tokenize.update(method='precomputed', index_path=os.path.join(
+        config.data.dir, f'{config.data.category}.index.json'))
+    config.name = f'LETTER SIDs ({backbone})'
   return config

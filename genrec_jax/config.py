@@ -90,8 +90,10 @@ def base_config(method: str, dataset: str,
 # rows differ only in what each method changes. Variants: 'cpu' sizes a run on
 # MovieLens-100k for this kind of machine (minutes each); 'paper' is the papers' setting on
 # Amazon Instruments (Qwen2.5-3B from a local Hugging Face directory, lr 3e-5, 4 epochs,
-# 256 codes per level); 'smoke' is a few steps for tests.
-TABLE_VARIANTS = ('cpu', 'paper', 'smoke')
+# 256 codes per level); 'ins' sizes a run for this machine on the papers' own Instruments data
+# (LC-Rec format, no item text: text-free co-occurrence embeddings, a deviation from the
+# papers); 'smoke' is a few steps for tests.
+TABLE_VARIANTS = ('cpu', 'ins', 'paper', 'smoke')
 QWEN25_3B_DIR = 'checkpoints/Qwen2.5-3B'  # a local copy of Qwen/Qwen2.5-3B (not downloaded)
 
 
@@ -101,7 +103,8 @@ def table_config(method: str, variant: str,
   """base_config + the shared settings of the comparison-table rows for `variant`."""
   if variant not in TABLE_VARIANTS:
     raise ValueError(f'unknown variant {variant!r}; use one of {TABLE_VARIANTS}')
-  dataset = 'amazon2018-instruments' if variant == 'paper' else 'ml-100k'
+  dataset = {'paper': 'amazon2018-instruments', 'ins': 'instruments-lcrec'}.get(variant,
+                                                                            'ml-100k')
   config = base_config(method, dataset, method_defaults)
   generative = 'decode' in config
   if variant == 'paper':
@@ -116,6 +119,10 @@ def table_config(method: str, variant: str,
                       log_every=20, early_stop_metric='ndcg@10', early_stop_patience=0)
   if variant == 'cpu':  # whole-sequence rows: ~105 steps of 32 chunks per epoch
     config.train.update(num_steps=0, num_epochs=3, eval_every=0)
+  elif variant == 'ins':
+    config.embed.update(source='cooccurrence', cooccurrence_dim=64)
+    config.tokenize.update(codes_per_level=256, pca_dim=32)
+    config.train.update(num_steps=0, num_epochs=2, eval_every=0)
   else:  # smoke
     config.data.update(source='synthetic', name='synthetic')
     config.train.update(num_steps=4, eval_every=4, log_every=2, batch_size=16)

@@ -93,3 +93,24 @@ def test_instruments_statistics_equal_the_papers(tmp_path, monkeypatch):
   assert (stats['users'], stats['items'], stats['interactions']) == (24772, 9922, 206153)
   assert round(100 * stats['sparsity'], 2) == 99.92
   assert round(stats['avg_length'], 2) == 8.32
+
+
+def test_cooccurrence_embeddings_match_a_dense_decomposition():
+  from genrec_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  from genrec_jax.embed.collaborative import cooccurrence_embeddings  # pylint: disable=g-import-not-at-top
+  ds = dataset_lib.preprocess(synthetic.generate(num_users=80, num_items=40, seed=2), kcore=2)
+  window = 3
+  dense = np.zeros((ds.num_items, ds.num_items))
+  for u in range(ds.num_users):  # brute force: count "j follows i within the window"
+    seq = ds.train_sequence(u)
+    for a in range(len(seq)):
+      for b in range(a + 1, min(a + window + 1, len(seq))):
+        dense[seq[a], seq[b]] += 1
+        dense[seq[b], seq[a]] += 1
+  dense = np.log1p(dense)
+  x = cooccurrence_embeddings(ds, dim=4, window=window)  # a clear eigen-gap after 4
+  eigenvalues, vectors = np.linalg.eigh(dense)
+  top = np.argsort(-np.abs(eigenvalues))[:4]
+  # Rows are U·sqrt(|S|): X Xᵀ equals the dense top-4 part with |eigenvalues|.
+  expected = (vectors[:, top] * np.abs(eigenvalues[top])) @ vectors[:, top].T
+  np.testing.assert_allclose(x @ x.T, expected, atol=1e-3 * np.abs(eigenvalues).max())

