@@ -44,7 +44,6 @@ import datetime
 import functools
 import json
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -53,6 +52,8 @@ import time
 from typing import Any
 
 import numpy as np
+
+import machine  # benchmarks/machine.py (scripts run from this folder's path)
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:  # run as a script from anywhere
@@ -349,12 +350,7 @@ def cache_probe(config: transformer.TransformerConfig, params: Any, rows: int,
 def machine_info() -> dict[str, str]:
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
-  cpu = platform.processor() or 'unknown'
-  try:
-    with open('/proc/cpuinfo') as f:
-      cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-  except (OSError, StopIteration):
-    pass
+  cpu = machine.cpu_model()
   usable = sorted(os.sched_getaffinity(0))
   return {'nproc': str(len(usable)), 'cpus': str(os.cpu_count()),
           'affinity': ','.join(map(str, usable)), 'cpu': cpu, 'jax': jax.__version__,

@@ -32,6 +32,8 @@ import time
 
 import jax
 import numpy as np
+
+import machine  # benchmarks/machine.py (scripts run from this folder's path)
 import sklearn
 from sklearn.cluster import KMeans
 import threadpoolctl
@@ -160,12 +162,7 @@ def load_average() -> str:
 
 
 def machine_description() -> str:
-  cpu_model = 'unknown'
-  with open('/proc/cpuinfo') as cpuinfo:
-    for line in cpuinfo:
-      if line.startswith('model name'):
-        cpu_model = line.split(':', 1)[1].strip()
-        break
+  cpu_model = machine.cpu_model()
   blas = sorted({f"{info.get('internal_api')} {info.get('architecture', '')}".strip()
                  for info in threadpoolctl.threadpool_info()})
   return (f"nproc {os.cpu_count()}, CPU {cpu_model}, Python {platform.python_version()}, "

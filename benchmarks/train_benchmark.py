@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import resource
 import shlex
 import statistics
@@ -48,6 +47,8 @@ import sys
 import time
 
 import numpy as np
+
+import machine  # benchmarks/machine.py (scripts run from this folder's path)
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:  # run as a script from anywhere
@@ -339,12 +340,7 @@ def breakdown(args, config, dataset, sids) -> list[dict]:
 
 
 def machine_info() -> dict[str, str]:
-  cpu = platform.processor() or 'unknown'
-  try:
-    with open('/proc/cpuinfo') as f:
-      cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-  except (OSError, StopIteration):
-    pass
+  cpu = machine.cpu_model()
   return {'nproc': str(os.cpu_count()), 'cpu': cpu, 'jax': jax.__version__,
           'devices': str(jax.devices())}
 
