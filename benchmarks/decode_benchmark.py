@@ -4,6 +4,9 @@ r"""Trie beam search (JAX, this codebase) vs Hugging Face `generate` (PyTorch) o
   taskset -c 1 python benchmarks/decode_benchmark.py --batches 64   # both sides on one core
   python benchmarks/decode_benchmark.py --quick --no_record   # smoke test
 
+Needs PyTorch for the baseline (benchmark only): `pip install torch==2.13.0` takes the CPU
+build that lies on this machine's disk; never imported by genrec_jax or the tests.
+
 Both sides load ONE Hugging Face checkpoint written here (a tiny Qwen2 with random weights):
 PyTorch through `transformers.Qwen2ForCausalLM.from_pretrained`, Flax through
 `hf_loading.load_checkpoint`. The catalogue has `num_items` items with unique random 4-token
