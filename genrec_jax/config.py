@@ -14,6 +14,7 @@ import difflib
 import ml_collections
 
 from genrec_jax import methods
+from genrec_jax.data.readers import READERS
 from genrec_jax.embed.cache import default_embed_config
 from genrec_jax.tokenize.build import default_tokenize_config
 from genrec_jax.tokenize.build import validate_tokenize_config
@@ -35,8 +36,7 @@ DATASETS = {
                               dir='../shared/data/amazon18/Instruments'),
 }
 
-SOURCES = ('movielens100k', 'amazon2014', 'amazon2018', 'amazon2023', 'recbole', 'lcrec',
-           'synthetic')
+SOURCES = (*READERS, 'synthetic')  # the raw-file readers and the generator
 
 
 def base_config(method: str, dataset: str,

@@ -216,7 +216,7 @@ def test_read_dispatch():
   data = readers.read('recbole', os.path.join(FIXTURES, 'recbole'), name='toy')
   assert data.name == 'toy'
   assert set(readers.READERS) == {
-      'amazon2014', 'amazon2018', 'amazon2023', 'recbole', 'movielens100k'}
+      'amazon2014', 'amazon2018', 'amazon2023', 'recbole', 'movielens100k', 'lcrec'}
   with pytest.raises(raw.DataError, match='amazon2014.*movielens100k'):
     readers.read('amazon2020', FIXTURES)
 
