@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-import machine  # benchmarks/machine.py (scripts run from this folder's path)
+import record  # benchmarks/record.py (scripts run from this folder's path)
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:  # run as a script from anywhere
@@ -75,7 +75,7 @@ PAD = 0  # base-vocabulary ids used by the prompt template
 BOS = 1
 PROMPT_HEAD = (5, 6)  # "history:"
 SEPARATOR = (7, 8)  # "Response:"; the prefix fn finds the generated part after it
-RESULTS_HEADING = '## Decoding: trie beam search vs Hugging Face generate'
+RESULTS_HEADING = 'Decoding: trie beam search vs Hugging Face generate'
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -353,7 +353,7 @@ def cache_probe(config: transformer.TransformerConfig, params: Any, rows: int,
 def machine_info() -> dict[str, str]:
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
-  cpu = machine.cpu_model()
+  cpu = record.cpu_model()
   usable = sorted(os.sched_getaffinity(0))
   return {'nproc': str(len(usable)), 'cpus': str(os.cpu_count()),
           'affinity': ','.join(map(str, usable)), 'cpu': cpu, 'jax': jax.__version__,
@@ -409,7 +409,7 @@ def main(argv=None) -> None:
                                 load_str())
     print('\n' + report)
     if not args.no_record:
-      append_results(args.results, report)
+      record.add_entry(args.results, RESULTS_HEADING, report)
       print(f'appended to {args.results}')
     return
 
@@ -528,7 +528,7 @@ def main(argv=None) -> None:
                   load_start, load_str())
   print('\n' + report)
   if not args.no_record:
-    append_results(args.results, report)
+    record.add_entry(args.results, RESULTS_HEADING, report)
     print(f'appended to {args.results}')
 
 
@@ -632,21 +632,6 @@ def render_cache_probe(args, info, probe_rows, rows, prompt_len, load_start,
     lines.append(f'| {r["slots"]} | {r["mb"]:.0f} | {r["step_ms"]:.0f} '
                  f'| {r["reorder_ms"]:.0f} |')
   return '\n'.join(lines) + '\n'
-
-
-def append_results(path: str, report: str) -> None:
-  """Appends under the decoding heading; never rewrites what is already there."""
-  existing = ''
-  if os.path.exists(path):
-    with open(path) as f:
-      existing = f.read()
-  with open(path, 'a') as f:
-    if not existing:
-      f.write('# Benchmark results\n')
-    sections = [line for line in existing.splitlines() if line.startswith('## ')]
-    if not sections or sections[-1].strip() != RESULTS_HEADING:  # else we'd land elsewhere
-      f.write(f'\n{RESULTS_HEADING}\n')
-    f.write('\n' + report)
 
 
 if __name__ == '__main__':

@@ -33,15 +33,14 @@ import time
 import jax
 import numpy as np
 
-import machine  # benchmarks/machine.py (scripts run from this folder's path)
+import record  # benchmarks/record.py (scripts run from this folder's path)
 import sklearn
 from sklearn.cluster import KMeans
 import threadpoolctl
 
 from genrec_jax.tokenize import rq_kmeans
 
-RESULTS_HEADING = '# Benchmark results'
-SECTION_HEADING = '## Tokenizer: RQ-KMeans vs scikit-learn'
+RESULTS_HEADING = 'Tokenizer: RQ-KMeans vs scikit-learn'
 
 
 def make_embeddings(num_items: int, dim: int, seed: int) -> np.ndarray:
@@ -162,7 +161,7 @@ def load_average() -> str:
 
 
 def machine_description() -> str:
-  cpu_model = machine.cpu_model()
+  cpu_model = record.cpu_model()
   blas = sorted({f"{info.get('internal_api')} {info.get('architecture', '')}".strip()
                  for info in threadpoolctl.threadpool_info()})
   return (f"nproc {os.cpu_count()}, CPU {cpu_model}, Python {platform.python_version()}, "
@@ -172,16 +171,11 @@ def machine_description() -> str:
 
 
 def append_results(path: str, table: str, command: str, machine: str, load: str) -> None:
-  exists = os.path.exists(path)
-  with open(path, 'a') as results:
-    if not exists:
-      results.write(f'{RESULTS_HEADING}\n')
-    results.write(f'\n{SECTION_HEADING}\n\n')
-    results.write(f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}\n")
-    results.write(f'- machine: {machine}\n')
-    results.write(f'- load average (1, 5, 15 min) before / after the run: {load}\n')
-    results.write(f'- command: `{command}`\n\n')
-    results.write(table + '\n')
+  date = datetime.datetime.now().astimezone().isoformat(timespec='seconds')
+  record.add_entry(path, RESULTS_HEADING, '\n'.join([
+      f'- date: {date}', f'- machine: {machine}',
+      f'- load average (1, 5, 15 min) before / after the run: {load}',
+      f'- command: `{command}`', '', table]))
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ import time
 
 import numpy as np
 
-import machine  # benchmarks/machine.py (scripts run from this folder's path)
+import record  # benchmarks/record.py (scripts run from this folder's path)
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:  # run as a script from anywhere
@@ -73,7 +73,7 @@ from genrec_jax.train import sharding as sharding_lib
 from genrec_jax.train import state as state_lib
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
-RESULTS_HEADING = '## Training: achieved FLOP/s and whole-sequence vs per-prefix'
+RESULTS_HEADING = 'Training: achieved FLOP/s and whole-sequence vs per-prefix'
 LARGE = dict(hidden_size=256, intermediate_size=1024, num_layers=4, num_heads=8,
              num_kv_heads=4)
 ENV_PREFIXES = ('MALLOC_', 'XLA_', 'LD_PRELOAD')  # settings that change these timings
@@ -340,7 +340,7 @@ def breakdown(args, config, dataset, sids) -> list[dict]:
 
 
 def machine_info() -> dict[str, str]:
-  cpu = machine.cpu_model()
+  cpu = record.cpu_model()
   return {'nproc': str(os.cpu_count()), 'cpu': cpu, 'jax': jax.__version__,
           'devices': str(jax.devices())}
 
@@ -478,21 +478,6 @@ def render(args, info, config, dataset, sids, matmuls, rows, parts, load_start, 
   return '\n'.join(lines) + '\n'
 
 
-def append_results(path: str, report: str) -> None:
-  """Appends under the training heading; never rewrites what is already there."""
-  existing = ''
-  if os.path.exists(path):
-    with open(path) as f:
-      existing = f.read()
-  with open(path, 'a') as f:
-    if not existing:
-      f.write('# Benchmark results\n')
-    sections = [line for line in existing.splitlines() if line.startswith('## ')]
-    if not sections or sections[-1].strip() != RESULTS_HEADING:  # else we'd land elsewhere
-      f.write(f'\n{RESULTS_HEADING}\n')
-    f.write('\n' + report)
-
-
 def main(argv=None) -> None:
   args = parse_args(argv)
   began = time.perf_counter()
@@ -529,7 +514,7 @@ def main(argv=None) -> None:
                   load_str(), time.perf_counter() - began)
   print('\n' + report)
   if not args.no_record:
-    append_results(args.results, report)
+    record.add_entry(args.results, RESULTS_HEADING, report)
     print(f'appended to {args.results}')
 
 

@@ -1,0 +1,38 @@
+"""How the benchmarks record a run: the machine it ran on, and its entry in RESULTS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def cpu_model() -> str:
+  """The CPU's model name from /proc/cpuinfo (platform.processor() where that is missing)."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      return next(line.split(':', 1)[1].strip() for line in f
+                  if line.startswith('model name'))
+  except (OSError, StopIteration):
+    return platform.processor() or 'unknown'
+
+
+def add_entry(path: str, heading: str, entry: str) -> None:
+  """Adds `entry` at the end of the `## heading` section of RESULTS.md (one section per
+  benchmark, runs in date order), creating the section or the file when missing."""
+  text = open(path).read() if os.path.exists(path) else '# Benchmark results\n'
+  lines = text.rstrip('\n').split('\n')
+  title = f'## {heading}'
+  if title in lines:
+    start = lines.index(title)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith('## ')),
+               len(lines))
+    last = end
+    while lines[last - 1] == '':  # the section's own text ends here
+      last -= 1
+    lines[last:end] = ['', entry.strip('\n')] + ([''] if end < len(lines) else [])
+  else:
+    lines += ['', title, '', entry.strip('\n')]
+  tmp = f'{path}.tmp'
+  with open(tmp, 'w') as f:
+    f.write('\n'.join(lines).rstrip('\n') + '\n')
+  os.replace(tmp, path)
