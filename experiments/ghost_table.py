@@ -1,13 +1,18 @@
-r"""Ghost's Tables I and II on MovieLens-100k (cpu variants) or Amazon Instruments (paper).
+r"""Ghost's Tables I and II on MovieLens-100k (`cpu`) or the papers' Instruments data (`ins`).
 
 Run every row for several seeds, then write the tables and figures:
   python -m launch.sweep --sweep=experiments/ghost_table.py --sweep_arg=cpu \
       --root=runs/ghost_table --seeds=0,1,2
   python experiments/ghost_table.py --root=runs/ghost_table --out=experiments/ghost_table_ml100k
+and on Instruments (LC-Rec format, no item text: co-occurrence item vectors):
+  python -m launch.sweep --sweep=experiments/ghost_table.py --sweep_arg=ins \
+      --root=runs/ghost_ins --seeds=0,1,2
+  python experiments/ghost_table.py --root=runs/ghost_ins --out=experiments/ghost_table_ins
 
 The SASRec row runs first: LETTER's tokenizer reads its item embeddings (runs of seed k use
 the SASRec run of seed 0). Every row uses the same protocol (full ranking, past items not
-masked, leave-one-out, ties in time kept in file order) and the same training budget.
+masked, leave-one-out, ties in time kept in file order) and the same training budget. On `ins`
+the LETTER row uses LETTER's own published SIDs (Instruments.index.json).
 """
 
 from __future__ import annotations
@@ -16,31 +21,54 @@ import argparse
 import os
 import sys
 
-TABLE_1 = ('SASRec', 'LC-Rec', 'TIGER', 'LETTER (lcrec)', 'IFairLRS-RW', 'IFairLRS-RR',
-           'Augmentation', 'Substitution', 'Ghost')
+TABLE_1 = ('Pop', 'SASRec', 'LC-Rec', 'TIGER', 'LETTER (lcrec)', 'LETTER SIDs (lcrec)',
+           'IFairLRS-RW', 'IFairLRS-RR', 'Augmentation', 'Substitution', 'Ghost')
 TABLE_2 = ('Ghost', 'Ghost w/o AUO', 'Ghost w/o SKT', 'LC-Rec', 'RQK-6', 'RQK-4-6')
+
+# The Ghost paper's Instruments rows (Tables I and II, Qwen2.5-3B backbone); its LC-Rec row is
+# RQK-4 in Table II's terms. Only to compare directions: the backbone and data differ here.
+PAPER_INS = {
+    'LC-Rec': {'hr@10': 0.1046, 'hr@10/tail': 0.0044, 'ndcg@10': 0.0804,
+               'ndcg@10/tail': 0.0027, 'mgu@10': 0.3380, 'arp@10': 338.5304},
+    'LETTER': {'hr@10': 0.0662, 'hr@10/tail': 0.0044, 'ndcg@10': 0.0553,
+               'ndcg@10/tail': 0.0023, 'mgu@10': 0.1442, 'arp@10': 151.7149},
+    'Ghost': {'hr@10': 0.1017, 'hr@10/tail': 0.0173, 'ndcg@10': 0.0805,
+              'ndcg@10/tail': 0.0097, 'mgu@10': 0.0958, 'arp@10': 209.8877},
+    'Ghost w/o AUO': {'hr@10': 0.1003, 'hr@10/tail': 0.0161, 'ndcg@10': 0.0782,
+                      'ndcg@10/tail': 0.0091, 'mgu@10': 0.0112, 'arp@10': 235.9759},
+    'Ghost w/o SKT': {'hr@10': 0.1102, 'hr@10/tail': 0.0095, 'ndcg@10': 0.0856,
+                      'ndcg@10/tail': 0.0058, 'mgu@10': 0.3056, 'arp@10': 357.7677},
+}
 
 
 def get_sweep(variant: str, root: str) -> list[dict]:
   variant = variant or 'cpu'
-  rows = [  # cheapest and most telling first, so a partial sweep is already useful
-      ('SASRec', f'configs/sasrec_ins.py:{variant}', {}),
-      ('LC-Rec', f'configs/lcrec_ins.py:{variant}', {}),
-      ('Ghost', f'configs/ghost_ins.py:{variant}', {}),
-      ('Ghost w/o AUO', f'configs/ghost_ins.py:{variant}_noauo', {}),
-      ('Ghost w/o SKT', f'configs/ghost_ins.py:{variant}_noskt', {}),
-      ('IFairLRS-RW', f'configs/ifairlrs_ins.py:{variant}_rw', {}),
-      ('IFairLRS-RR', f'configs/ifairlrs_ins.py:{variant}_rr', {}),
-      ('Augmentation', f'configs/augment_ins.py:{variant}_augment', {}),
-      ('Substitution', f'configs/augment_ins.py:{variant}_substitute', {}),
-      ('LETTER (lcrec)', f'configs/letter_ins.py:{variant}', {}),
-      ('RQK-6', f'configs/lcrec_ins.py:{variant}_rqk6', {}),
-      ('RQK-4-6', f'configs/ghost_ins.py:{variant}_rqk46', {}),
-      ('TIGER', f'configs/tiger_ins.py:{variant}', {}),
-  ]
+  if variant == 'ins':
+    rows = [('Pop', 'configs/pop_ins.py:ins', {}),
+            ('SASRec', 'configs/sasrec_ins.py:ins', {}),
+            ('LC-Rec', 'configs/lcrec_ins.py:ins', {}),
+            ('Ghost', 'configs/ghost_ins.py:ins', {}),
+            ('LETTER SIDs (lcrec)', 'configs/letter_ins.py:ins', {}),
+            ('Ghost w/o AUO', 'configs/ghost_ins.py:ins_noauo', {})]
+  else:
+    rows = [  # cheapest and most telling first, so a partial sweep is already useful
+        ('SASRec', f'configs/sasrec_ins.py:{variant}', {}),
+        ('LC-Rec', f'configs/lcrec_ins.py:{variant}', {}),
+        ('Ghost', f'configs/ghost_ins.py:{variant}', {}),
+        ('Ghost w/o AUO', f'configs/ghost_ins.py:{variant}_noauo', {}),
+        ('Ghost w/o SKT', f'configs/ghost_ins.py:{variant}_noskt', {}),
+        ('IFairLRS-RW', f'configs/ifairlrs_ins.py:{variant}_rw', {}),
+        ('IFairLRS-RR', f'configs/ifairlrs_ins.py:{variant}_rr', {}),
+        ('Augmentation', f'configs/augment_ins.py:{variant}_augment', {}),
+        ('Substitution', f'configs/augment_ins.py:{variant}_substitute', {}),
+        ('LETTER (lcrec)', f'configs/letter_ins.py:{variant}', {}),
+        ('RQK-6', f'configs/lcrec_ins.py:{variant}_rqk6', {}),
+        ('RQK-4-6', f'configs/ghost_ins.py:{variant}_rqk46', {}),
+        ('TIGER', f'configs/tiger_ins.py:{variant}', {}),
+    ]
   sweep = [{'name': n, 'config': c, 'overrides': o} for n, c, o in rows]
   for row in sweep:
-    if row['name'].startswith('LETTER'):
+    if row['name'] == 'LETTER (lcrec)':
       row['overrides']['tokenize.cf_run'] = os.path.join(root, 'SASRec', 'seed0')
   return sweep
 
@@ -52,9 +80,13 @@ def report(root: str, out: str) -> str:
   rows = tables.collect(root)
   table_1 = {n: rows[n] for n in TABLE_1 if n in rows}
   table_2 = {n: rows[n] for n in TABLE_2 if n in rows}
-  parts = ['## Table I (test split, mean ± std over seeds; CNS across these rows)',
+  parts = ['## Table I (test split, mean ± sample std over seeds; CNS across these rows)',
            tables.comparison_table(table_1),
            '## Table II: ablations', tables.comparison_table(table_2)]
+  for method in ('Ghost', 'Ghost w/o AUO', 'Ghost w/o SKT'):
+    if method in rows and 'LC-Rec' in rows:
+      parts += [f'## {method} against LC-Rec (paper change: its Instruments rows)',
+                tables.direction_table(rows, method, 'LC-Rec', PAPER_INS)]
   figures = [plots.composition(table_1, 10, f'{out}_composition.png'),
              plots.group_hit_rates(table_1, 10, 5, f'{out}_group_hr.png'),
              plots.pareto(table_1, 10, f'{out}_pareto.png')]

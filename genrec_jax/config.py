@@ -91,8 +91,8 @@ def base_config(method: str, dataset: str,
 # MovieLens-100k for this kind of machine (minutes each); 'paper' is the papers' setting on
 # Amazon Instruments (Qwen2.5-3B from a local Hugging Face directory, lr 3e-5, 4 epochs,
 # 256 codes per level); 'ins' sizes a run for this machine on the papers' own Instruments data
-# (LC-Rec format, no item text: text-free co-occurrence embeddings, a deviation from the
-# papers); 'smoke' is a few steps for tests.
+# (LC-Rec format, no item text: text-free co-occurrence embeddings scaled to unit length, a
+# deviation from the papers); 'smoke' is a few steps for tests.
 TABLE_VARIANTS = ('cpu', 'ins', 'paper', 'smoke')
 QWEN25_3B_DIR = 'checkpoints/Qwen2.5-3B'  # a local copy of Qwen/Qwen2.5-3B (not downloaded)
 
@@ -119,10 +119,10 @@ def table_config(method: str, variant: str,
                       log_every=20, early_stop_metric='ndcg@10', early_stop_patience=0)
   if variant == 'cpu':  # whole-sequence rows: ~105 steps of 32 chunks per epoch
     config.train.update(num_steps=0, num_epochs=3, eval_every=0)
-  elif variant == 'ins':
-    config.embed.update(source='cooccurrence', cooccurrence_dim=64)
+  elif variant == 'ins':  # sequences of 8 items on average: 8 targets per chunk pad least
+    config.embed.update(source='cooccurrence', cooccurrence_dim=64, unit_norm=True)
     config.tokenize.update(codes_per_level=256, pca_dim=32)
-    config.train.update(num_steps=0, num_epochs=2, eval_every=0)
+    config.train.update(num_steps=0, num_epochs=2, eval_every=0, targets_per_chunk=8)
   else:  # smoke
     config.data.update(source='synthetic', name='synthetic')
     config.train.update(num_steps=4, eval_every=4, log_every=2, batch_size=16)
@@ -168,6 +168,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(tc.log_every >= 1, 'train.log_every', 'must be >= 1')
   _require(tc.example_kind in ('prefix', 'sequence'), 'train.example_kind',
            "use 'prefix' or 'sequence'")
+  _require(tc.targets_per_chunk >= 1, 'train.targets_per_chunk', 'must be >= 1')
   if hasattr(module, 'validate_config'):
     module.validate_config(config)
 

@@ -430,3 +430,13 @@ def test_npy_source_and_loading_errors(tmp_path):
   config.source = 'bge'
   with pytest.raises(ValueError, match="Unknown embed.source 'bge'"):
     cache.item_embeddings(config, dataset, str(tmp_path))
+
+
+def test_unit_norm_scales_rows_and_keeps_zero_rows(tmp_path, capsys):
+  vectors = np.array([[3., 4.], [0., 0.], [0., -2.], [1e-3, 0.]], np.float32)
+  np.save(tmp_path / 'v.npy', vectors)
+  config = cache.default_embed_config()
+  config.update(source='npy', npy_path=str(tmp_path / 'v.npy'), unit_norm=True)
+  got = cache.item_embeddings(config, _dataset(), str(tmp_path))
+  np.testing.assert_allclose(got, [[0.6, 0.8], [0., 0.], [0., -1.], [1., 0.]], rtol=1e-6)
+  assert '1 of 4 items have a zero vector' in capsys.readouterr().out

@@ -61,15 +61,17 @@ def _ghost_hooks(num_items):
               is_tail=is_tail, example_weight=lambda targets: weights[targets])
 
 
-@pytest.mark.parametrize('make_sids, ghost', [(_fixed_sids, False), (_skt_sids, False),
-                                              (_skt_sids, True)])
-def test_whole_sequence_loss_and_grads_equal_per_prefix(ds, make_sids, ghost):
+@pytest.mark.parametrize('make_sids, ghost, chunk', [
+    (_fixed_sids, False, 32), (_skt_sids, False, 32), (_skt_sids, True, 32),
+    (_skt_sids, True, 3)])
+def test_whole_sequence_loss_and_grads_equal_per_prefix(ds, make_sids, ghost, chunk):
   """With AUO + weights too: distractors packed after the stream equal per-prefix ones."""
   sids = make_sids(ds.num_items)
   hooks = _ghost_hooks(ds.num_items) if ghost else {}
   method = _method(sids, ds.num_items, ds.max_history, **hooks)
   params = method.init(jax.random.PRNGKey(0))
-  batch = next(train_iterator(ds, batch_size=6, seed=0, kind='sequence'))
+  batch = next(train_iterator(ds, batch_size=6 if chunk == 32 else 16, seed=0, kind='sequence',
+                              targets_per_chunk=chunk))
   # The same targets as per-prefix examples whose history is the chunk before them.
   width = batch['items'].shape[1]
   history, targets = [], []

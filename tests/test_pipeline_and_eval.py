@@ -140,13 +140,17 @@ def test_sampled_protocol_pop_matches_hand_ranking(ds):
   assert 'mgu@5' not in result  # popularity metrics need full ranking
 
 
-def test_sequence_chunks_train_each_target_once_with_its_prefix_history(ds):
+@pytest.mark.parametrize('targets_per_chunk', [32, 3])
+def test_sequence_chunks_train_each_target_once_with_its_prefix_history(ds, targets_per_chunk):
   users, positions = ds.train_examples()
   hist, _, target = dataset_lib.prefix_histories(ds, positions, users)
   expected = sorted((int(u), int(t), tuple(int(x) for x in h if x >= 0))
                     for u, h, t in zip(users, hist, target))
   got = []
-  for batch in train_iterator(ds, batch_size=5, seed=0, num_epochs=1, kind='sequence'):
+  for batch in train_iterator(ds, batch_size=5, seed=0, num_epochs=1, kind='sequence',
+                              targets_per_chunk=targets_per_chunk):
+    assert batch['items'].shape[1] == ds.max_history + targets_per_chunk
+    assert (batch['is_target'].sum(1) <= targets_per_chunk).all()
     for u, items, is_target in zip(batch['user'], batch['items'], batch['is_target']):
       for col in np.flatnonzero(is_target):
         history = items[max(0, col - ds.max_history):col]

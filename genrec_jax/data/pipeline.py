@@ -23,10 +23,11 @@ KINDS = ('prefix', 'sequence')
 TARGETS_PER_CHUNK = 32  # 'sequence' examples: targets per chunk (plus max_history context)
 
 
-def num_train_examples(dataset: Dataset, kind: str = 'prefix') -> int:
+def num_train_examples(dataset: Dataset, kind: str = 'prefix',
+                       targets_per_chunk: int = TARGETS_PER_CHUNK) -> int:
   _check_kind(kind)
   if kind == 'sequence':
-    return len(sequence_chunks(dataset)[0])
+    return len(sequence_chunks(dataset, targets_per_chunk)[0])
   return len(dataset.train_examples()[0])
 
 
@@ -51,24 +52,25 @@ def sequence_chunks(dataset: Dataset, targets_per_chunk: int = TARGETS_PER_CHUNK
 def train_iterator(dataset: Dataset, *, batch_size: int, seed: int,
                    num_epochs: int | None = None, process_index: int = 0,
                    process_count: int = 1, kind: str = 'prefix',
+                   targets_per_chunk: int = TARGETS_PER_CHUNK,
                    transform: Callable[[dict], dict] | None = None) -> grain.DatasetIterator:
   """Training batches; batch_size is per process.
 
   kind 'prefix': {'user', 'history' [B, H] left-padded, 'history_len', 'target'} per example;
   kind 'sequence': {'user', 'items' [B, H + C], 'is_target' [B, H + C]} per chunk of a user's
-  training sequence (see `sequence_chunks`), for models that train every prefix in one
+  training sequence (C = targets_per_chunk, see `sequence_chunks`), for models that train every prefix in one
   causal pass. `transform` (a method's `prepare_batch`) turns a numpy batch into its inputs.
   """
   _check_kind(kind)
   if kind == 'sequence':
-    users, starts, first_targets, ends = sequence_chunks(dataset)
+    users, starts, first_targets, ends = sequence_chunks(dataset, targets_per_chunk)
   else:
     users, positions = dataset.train_examples()
   if len(users) == 0:
     raise ValueError(f'{dataset.name}: no training examples (every user has < 4 items).')
   examples = grain.MapDataset.range(len(users)).shuffle(seed=seed).repeat(num_epochs)
   examples = examples[process_index::process_count]
-  width = dataset.max_history + TARGETS_PER_CHUNK
+  width = dataset.max_history + targets_per_chunk
 
   def to_batch(index: np.ndarray) -> dict[str, np.ndarray]:
     if kind == 'sequence':

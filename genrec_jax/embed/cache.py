@@ -45,6 +45,10 @@ def default_embed_config() -> ml_collections.ConfigDict:
       max_chars_per_field=300,
       cooccurrence_dim=64,
       run_dir='',
+      # Scale every vector to length 1. Collaborative vectors carry popularity in their
+      # length (rare items sit near the origin and collide in RQ-KMeans); only the direction
+      # should decide the codes. Zero vectors (items never seen in training) stay zero.
+      unit_norm=False,
   ))
 
 
@@ -58,7 +62,20 @@ def render_item_texts(dataset: Dataset, template: str,
 
 def item_embeddings(embed_config: ml_collections.ConfigDict, dataset: Dataset,
                     workdir: str) -> np.ndarray:
-  """Item embeddings [num_items, D] float32, from the workdir cache when possible."""
+  """Item embeddings [num_items, D] float32 (unit rows if embed.unit_norm)."""
+  embeddings = _item_embeddings(embed_config, dataset, workdir)
+  if not embed_config.unit_norm:
+    return embeddings
+  norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+  zero = int((norms[:, 0] == 0).sum())
+  if zero:
+    print(f'Item embeddings: {zero:,} of {len(norms):,} items have a zero vector (no signal '
+          'in the source); they stay zero and share codes until the dedup level.')
+  return (embeddings / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def _item_embeddings(embed_config: ml_collections.ConfigDict, dataset: Dataset,
+                     workdir: str) -> np.ndarray:
   source = embed_config.source
   if source == 'npy':
     # Already a file on disk: validated and returned, never copied into the cache.

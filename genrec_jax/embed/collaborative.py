@@ -22,7 +22,7 @@ def item_embeddings_from_run(run_dir: str, dataset: Dataset) -> np.ndarray:
   path = os.path.join(run_dir, 'config.json')
   if not os.path.exists(path):
     raise FileNotFoundError(f'tokenize.cf_run={run_dir}: no config.json there; train the '
-                            'collaborative model first, e.g. configs/sasrec_ml100k.py.')
+                            'collaborative model first, e.g. configs/sasrec_ins.py:cpu.')
   with open(path) as f:
     config = ml_collections.ConfigDict(json.load(f))
   module = methods.get(config.method)

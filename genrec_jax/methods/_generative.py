@@ -28,7 +28,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genrec_jax.data.pipeline import TARGETS_PER_CHUNK
 from genrec_jax.decode.beam_search import beam_search
 from genrec_jax.tokenize.sid_table import SIDTable
 from genrec_jax.tokenize.trie import build_trie
@@ -170,8 +169,8 @@ class GenerativeRecommender:
     inputs, attention = tokens, None
     if use_auo:
       active = is_target & (items >= 0) & self.is_tail[jnp.maximum(items, 0)]  # [B, W]
-      # Distractors only for the (at most TARGETS_PER_CHUNK) tail-target slots of a chunk.
-      num_slots = min(width, TARGETS_PER_CHUNK)
+      # Distractors only for the tail-target slots: at most C = width - H targets per chunk.
+      num_slots = max(width - self.max_history, 1)
       slots = jnp.argsort(~active, axis=1, stable=True)[:, :num_slots]  # [B, S]
       slot_active = jnp.take_along_axis(active, slots, axis=1)
       slot_items = jnp.maximum(jnp.take_along_axis(items, slots, axis=1), 0)

@@ -3,7 +3,7 @@ SASRec item embeddings and by code diversity (tokenize.method='letter', see
 tokenize/letter.py), under the TIGER or the LC-Rec backbone (letter.backbone).
 
 `tokenize.cf_run` names the workdir of a SASRec run on the same data; train it first, e.g.
-  python -m genrec_jax.main --config=configs/sasrec_ml100k.py:letter_cf --workdir=runs/sasrec32
+  python -m genrec_jax.main --config=configs/sasrec_ins.py:cpu --workdir=runs/sasrec
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """SASRec: next-item prediction with a causal self-attention encoder, full softmax.
 
-  python -m genrec_jax.main --config=configs/sasrec_ml100k.py --workdir=runs/sasrec_ml100k
+  python -m genrec_jax.main --config=configs/sasrec_ins.py:cpu --workdir=runs/sasrec
 """
 
 from __future__ import annotations

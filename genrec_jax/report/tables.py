@@ -1,7 +1,8 @@
 """Markdown tables: one run's results, and the papers' comparison layout across runs.
 
 `collect(root)` finds every run under a directory (each has results.json); runs with the
-same config name are seeds of one row and are shown as mean ± std.
+same config name are seeds of one row and are shown as mean ± sample std (ddof 1).
+`direction_table` compares a method with a baseline seed by seed, beside a paper's numbers.
 """
 
 from __future__ import annotations
@@ -60,20 +61,59 @@ def comparison_table(rows: dict[str, list[dict[str, float]]], ks=(5, 10)) -> str
         if key.startswith('cns'):
           cells.append(_fmt(means[name].get(key, float('nan'))))
         elif len(values) > 1:
-          cells.append(f'{_fmt(np.mean(values))} ± {_fmt(np.std(values))}')
+          cells.append(f'{_fmt(np.mean(values))} ± {_fmt(np.std(values, ddof=1))}')
         else:
           cells.append(_fmt(values[0] if values else float('nan')))
     lines.append(f'| {name} | {len(runs)} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
 
+# What Ghost claims against its baseline: (metric, wanted direction). Overall HR may drop a
+# little ('~': the claim is a change within about 10%).
+DIRECTIONS = (('hr@10', '~'), ('hr@10/tail', '+'), ('ndcg@10', '~'), ('ndcg@10/tail', '+'),
+              ('mgu@10', '-'), ('arp@10', '-'))
+
+
+def direction_table(rows: dict[str, list[dict[str, float]]], method: str, baseline: str,
+                    paper: dict[str, dict[str, float]] | None = None) -> str:
+  """method against baseline per metric: both means, the relative change of the means, in how
+  many seeds (paired by seed) the change has the wanted sign (for '~': |change| <= 10%), and
+  the paper's relative change when `paper` = {row name: {metric: value}} has both rows."""
+  by_seed = {name: {r.get('seed', i): r for i, r in enumerate(rows[name])}
+             for name in (method, baseline)}
+  seeds = sorted(set(by_seed[method]) & set(by_seed[baseline]))
+  lines = [f'| metric | wanted | {baseline} | {method} | change | seeds in wanted direction '
+           '| paper change |', '|---' * 7 + '|']
+  for key, wanted in DIRECTIONS:
+    ours = [by_seed[method][s][key] for s in seeds]
+    base = [by_seed[baseline][s][key] for s in seeds]
+    changes = [_relative(o, b) for o, b in zip(ours, base)]
+    holds = sum(abs(c) <= 0.1 if wanted == '~' else c > 0 if wanted == '+' else c < 0
+                for c in changes)
+    in_paper = paper and method in paper and baseline in paper
+    paper_cell = (f'{_relative(paper[method][key], paper[baseline][key]):+.1%}'
+                  if in_paper else '–')
+    lines.append(f'| {key} | {wanted} | {_fmt(np.mean(base))} | {_fmt(np.mean(ours))} | '
+                 f'{_relative(np.mean(ours), np.mean(base)):+.1%} | {holds}/{len(seeds)} | '
+                 f'{paper_cell} |')
+  return '\n'.join(lines)
+
+
+def _relative(value: float, reference: float) -> float:
+  return (value - reference) / reference if reference else float('nan')
+
+
 def collect(root: str, split: str = 'test') -> dict[str, list[dict[str, float]]]:
-  """{config name: [split metrics of each run]} for every results.json under root."""
+  """{config name: [split metrics of each run, with its 'seed']} for every results.json
+  under root."""
   rows: dict[str, list[dict[str, float]]] = {}
   for path in sorted(glob.glob(os.path.join(root, '**', 'results.json'), recursive=True)):
     with open(path) as f:
       result = json.load(f)
-    rows.setdefault(result['name'], []).append(result['splits'][split])
+    metrics = dict(result['splits'][split])
+    if 'seed' in result:
+      metrics['seed'] = result['seed']
+    rows.setdefault(result['name'], []).append(metrics)
   return rows
 
 

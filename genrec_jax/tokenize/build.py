@@ -68,7 +68,7 @@ def validate_tokenize_config(tok) -> None:
       raise ValueError(f'Invalid config.tokenize.{field}: must be >= 1.')
   if tok.method == 'letter' and not tok.cf_run:
     raise ValueError('Invalid config.tokenize.cf_run: letter needs the workdir of a SASRec run '
-                     'on the same dataset (e.g. runs/sasrec_ml100k).')
+                     'on the same dataset (e.g. runs/sasrec).')
   if tok.method == 'precomputed' and not tok.index_path:
     raise ValueError('Invalid config.tokenize.index_path: precomputed SIDs need the path of '
                      'an X.index.json file.')

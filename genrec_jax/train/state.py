@@ -54,6 +54,9 @@ def default_train_config() -> ml_collections.ConfigDict:
       keep_checkpoints=2,
       init_from='',  # workdir of another run: initialise params (only) from its best/last
       example_kind='prefix',  # 'prefix' examples or whole 'sequence's (method decides)
+      # 'sequence' examples: targets per chunk; a chunk holds max_history + this many items,
+      # so lower it for datasets of short sequences (less padding per row).
+      targets_per_chunk=32,
   ))
 
 
