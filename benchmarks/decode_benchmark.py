@@ -14,8 +14,9 @@ semantic IDs (4 levels x 256 codes appended to a small base vocabulary); each us
 BOS + two fixed tokens, the SIDs of 16-20 history items and a two-token "Response:" separator,
 left padded to the longest prompt (20 items: 85 tokens).
 
-Ours: one jitted program per (beam, batch): `transformer.prefill` of the users' prompts, then
-`beam_search` with `transformer.decode_step`. Baseline, as LC-Rec / LETTER decode:
+Ours: one jitted program per (beam, batch): `transformer.prefill_shared` of the users'
+prompts (their keys/values kept once per user), then `beam_search` with
+`transformer.decode_step`, whose per-beam cache holds only the generated tokens. Baseline, as LC-Rec / LETTER decode:
 `model.generate(num_beams=K, num_return_sequences=K, prefix_allowed_tokens_fn=...,
 max_new_tokens=4, output_scores=True, return_dict_in_generate=True, early_stopping=True)` with a
 Python prefix dict (prefix tuple -> allowed next tokens) found after the separator.
@@ -194,11 +195,12 @@ def write_checkpoint(directory: str, args: argparse.Namespace, vocab: int, eos: 
 @functools.partial(jax.jit, static_argnames=('model', 'beam_size', 'max_len'))
 def recommend(params, trie, tokens, mask, *, model, beam_size, max_len):
   """(items [B, K], scores [B, K]): prefill once per user, then the trie beam search."""
-  first_logits, cache = transformer.prefill(model, params, tokens, mask, max_len)
+  first_logits, cache, prompt = transformer.prefill_shared(model, params, tokens, mask,
+                                                           max_len - tokens.shape[1])
 
   def tokens_to_logits(step_tokens, step_cache, step):
     del step  # the KV cache knows the position
-    return transformer.decode_step(model, params, step_tokens, step_cache)
+    return transformer.decode_step(model, params, step_tokens, step_cache, prompt)
 
   return beam_search(tokens_to_logits, cache, trie, batch_size=tokens.shape[0],
                      beam_size=beam_size, first_logits=first_logits)
@@ -207,11 +209,12 @@ def recommend(params, trie, tokens, mask, *, model, beam_size, max_len):
 @functools.partial(jax.jit, static_argnames=('model', 'beam_size', 'max_len', 'num_steps'))
 def forward_floor(params, tokens, mask, *, model, beam_size, max_len, num_steps):
   """The model work of a search without the search: prefill + num_steps decode steps."""
-  logits, cache = transformer.prefill(model, params, tokens, mask, max_len)
+  logits, cache, prompt = transformer.prefill_shared(model, params, tokens, mask,
+                                                     max_len - tokens.shape[1])
   cache = jax.tree.map(lambda x: jnp.repeat(x, beam_size, axis=0), cache)
   next_tokens = jnp.repeat(jnp.argmax(logits, axis=-1), beam_size)
   for _ in range(num_steps):
-    logits, cache = transformer.decode_step(model, params, next_tokens, cache)
+    logits, cache = transformer.decode_step(model, params, next_tokens, cache, prompt)
     next_tokens = jnp.argmax(logits, axis=-1)  # a data dependence keeps the steps serial
   return logits
 

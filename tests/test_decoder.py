@@ -306,6 +306,31 @@ def test_cache_rows_can_be_gathered_like_beams(tmp_path):
   np.testing.assert_allclose(beam_logits, logits[beams], rtol=1e-6, atol=1e-6)
 
 
+def test_shared_prompt_decoding_equals_a_repeated_full_cache(tmp_path):
+  hf, _ = _write_checkpoint(tmp_path, 'qwen2')
+  ckpt = hf_loading.load_checkpoint(tmp_path)
+  model = transformer.Transformer(ckpt.config)
+  tokens, mask = _padded_batch(_sequences(hf['vocab_size'], [4, 2, 3]), PROMPT_LENGTH,
+                               ['left'] * 3)
+  beams, steps = 2, 3
+  _, full = _prefill(model, ckpt.params, tokens, mask, PROMPT_LENGTH + steps)
+  full = jax.tree.map(lambda x: jnp.repeat(x, beams, axis=0), full)
+  _, small, prompt = jax.jit(transformer.prefill_shared, static_argnums=(0, 4))(
+      model, ckpt.params, tokens, mask, steps)
+  small = jax.tree.map(lambda x: jnp.repeat(x, beams, axis=0), small)
+  assert small['layers'][0]['k'].shape[1] == steps  # only the generated tokens per beam
+  step = jax.jit(transformer.decode_step, static_argnums=0)
+  rng = np.random.default_rng(0)
+  for _ in range(steps):
+    next_tokens = jnp.asarray(rng.integers(0, hf['vocab_size'], 3 * beams))
+    expected, full = step(model, ckpt.params, next_tokens, full)
+    got, small = step(model, ckpt.params, next_tokens, small, prompt)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    order = jnp.asarray(rng.permutation(beams))  # reorder beams within each user
+    rows = (jnp.arange(3)[:, None] * beams + order[None]).reshape(-1)
+    full, small = (jax.tree.map(lambda x: x[rows], c) for c in (full, small))
+
+
 # ---------------------------------------------------------------------------
 # Loader errors.
 # ---------------------------------------------------------------------------

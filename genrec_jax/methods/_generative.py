@@ -231,8 +231,8 @@ class GenerativeRecommender:
                        'past items exactly; set eval.mask_history=False.')
     hist = history_tokens(self.item_tokens, batch['history'])
     beam = max(k, self.beam_size)
-    first_logits, cache = self.backbone.prefill(params, hist, self.trie.max_len)
-    step = lambda tokens, cache, _: self.backbone.decode_step(params, tokens, cache)
+    first_logits, cache, shared = self.backbone.prefill(params, hist, self.trie.max_len)
+    step = lambda tokens, cache, _: self.backbone.decode_step(params, tokens, cache, shared)
     items, scores = beam_search(step, cache, self.trie, batch_size=hist.shape[0],
                                 beam_size=beam, first_logits=first_logits)
     return items[:, :k], scores[:, :k]

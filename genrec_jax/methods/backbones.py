@@ -9,8 +9,10 @@ needs:
   sequence_logits(params, tokens [B, T], valid [B, T], rng, positions=None, attention=None)
       -> causal logits [B, T, V] (whole-sequence training; decoder-only backbones); optional
          RoPE positions [B, T] and an extra attention mask [B, T, T] for packed sequences
-  prefill(params, history, max_decode_len) -> (first-token logits [B, V], cache)
-  decode_step(params, tokens [B], cache) -> (logits [B, V], cache)
+  prefill(params, history, max_decode_len) -> (first-token logits [B, V], cache, shared)
+  decode_step(params, tokens [B * E], cache, shared) -> (logits [B * E, V], cache)
+      the beam search repeats `cache` per beam (E beams) and gathers it along with them;
+      `shared` (per user, or None) is read by every beam and never copied
 """
 
 from __future__ import annotations
@@ -55,11 +57,11 @@ class DecoderBackbone:
                             attention_mask=attention).logits
 
   def prefill(self, params, history, max_decode_len):
-    return transformer_lib.prefill(self.model, params, history, history >= 0,
-                                   history.shape[1] + max_decode_len)
+    return transformer_lib.prefill_shared(self.model, params, history, history >= 0,
+                                          max_decode_len)
 
-  def decode_step(self, params, tokens, cache):
-    return transformer_lib.decode_step(self.model, params, tokens, cache)
+  def decode_step(self, params, tokens, cache, shared):
+    return transformer_lib.decode_step(self.model, params, tokens, cache, shared)
 
 
 class EncoderDecoderBackbone:
@@ -90,8 +92,10 @@ class EncoderDecoderBackbone:
     return logits.reshape(batch, num_cont, length, -1)
 
   def prefill(self, params, history, max_decode_len):
-    return t5_lib.prefill(self.model, params, history, history >= 0, max_decode_len,
-                          self.start_token)
+    logits, cache = t5_lib.prefill(self.model, params, history, history >= 0, max_decode_len,
+                                   self.start_token)
+    return logits, cache, None  # the encoder states travel in the per-beam cache
 
-  def decode_step(self, params, tokens, cache):
+  def decode_step(self, params, tokens, cache, shared):
+    del shared
     return t5_lib.decode_step(self.model, params, tokens, cache)

@@ -3,6 +3,8 @@
 Shapes: B batch, T query length, S key length (T, or the cache length when decoding),
 D hidden_size, N query heads, K key/value heads, G = N // K query heads per kv head,
 H head_dim. Query head n reads kv head n // G (HF `repeat_kv`), so N is split as (K, G).
+With a shared prompt (beam search): U prompt rows, E = B // U rows (beams) per prompt row,
+P prompt length; row u * E + e reads prompt row u.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ class Attention(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, positions: jax.Array, attn_mask: jax.Array,
                cache: LayerCache | None = None,
-               cache_index: jax.Array | None = None) -> tuple[jax.Array, LayerCache | None]:
+               cache_index: jax.Array | None = None,
+               prompt: LayerCache | None = None,
+               prompt_mask: jax.Array | None = None) -> tuple[jax.Array, LayerCache | None]:
     """Attends x [B, T, D] to itself, or to the cache after writing x's keys into it.
 
     Args:
@@ -64,6 +68,9 @@ class Attention(nn.Module):
         padding); S = T without a cache, the cache length with one.
       cache: this layer's {'k', 'v'} [B, S, K, H], or None.
       cache_index: [B] int32 slot where x's first token is written (with a cache).
+      prompt: {'k', 'v'} [U, P, K, H] keys before the cache's, shared by the E rows of each
+        prompt row and never copied (a beam search gathers only the small per-beam cache).
+      prompt_mask: [U, P] bool, real prompt tokens.
 
     Returns:
       (output [B, T, D], updated layer cache or None).
@@ -102,8 +109,24 @@ class Attention(nn.Module):
     logits = jnp.einsum('BTKGH,BSKH->BKGTS', query, key,
                         preferred_element_type=jnp.float32) * head_dim**-0.5
     logits = jnp.where(attn_mask[:, None, None, :, :], logits, MASK_VALUE)
-    probs = jax.nn.softmax(logits, axis=-1).astype(cfg.dtype)
-    out = jnp.einsum('BKGTS,BSKH->BTKGH', probs, value.astype(cfg.dtype))
+    if prompt is None:
+      probs = jax.nn.softmax(logits, axis=-1).astype(cfg.dtype)
+      out = jnp.einsum('BKGTS,BSKH->BTKGH', probs, value.astype(cfg.dtype))
+    else:  # one softmax over [prompt keys; own keys]
+      rows, prompt_len = prompt['k'].shape[:2]
+      by_prompt = query.reshape(rows, batch // rows, length, num_kv_heads, groups, head_dim)
+      prompt_logits = jnp.einsum('UETKGH,UPKH->UEKGTP', by_prompt, prompt['k'],
+                                 preferred_element_type=jnp.float32) * head_dim**-0.5
+      prompt_logits = jnp.where(prompt_mask[:, None, None, None, None, :], prompt_logits,
+                                MASK_VALUE)
+      prompt_logits = prompt_logits.reshape(batch, num_kv_heads, groups, length, prompt_len)
+      probs = jax.nn.softmax(jnp.concatenate([prompt_logits, logits], axis=-1),
+                             axis=-1).astype(cfg.dtype)
+      prompt_probs = probs[..., :prompt_len].reshape(
+          rows, batch // rows, num_kv_heads, groups, length, prompt_len)
+      out = jnp.einsum('UEKGTP,UPKH->UETKGH', prompt_probs, prompt['v'].astype(cfg.dtype))
+      out = out.reshape(batch, length, num_kv_heads, groups, head_dim)
+      out += jnp.einsum('BKGTS,BSKH->BTKGH', probs[..., prompt_len:], value.astype(cfg.dtype))
     out = out.reshape(batch, length, num_heads, head_dim)
     out = nn.with_logical_constraint(out, ('batch', 'length', 'heads', 'kv'))
     out = self._projection(cfg.hidden_size, ('heads', 'kv', 'embed'), ('embed',),

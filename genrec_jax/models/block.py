@@ -24,7 +24,9 @@ class DecoderBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, positions: jax.Array, attn_mask: jax.Array,
                cache: attention.LayerCache | None = None,
-               cache_index: jax.Array | None = None
+               cache_index: jax.Array | None = None,
+               prompt: attention.LayerCache | None = None,
+               prompt_mask: jax.Array | None = None
                ) -> tuple[jax.Array, attention.LayerCache | None]:
     """x [B, T, D] -> ([B, T, D], updated layer cache); arguments as in Attention."""
     cfg = self.config
@@ -32,7 +34,8 @@ class DecoderBlock(nn.Module):
                                           cfg.param_dtype, name=name)
     x = nn.with_logical_constraint(x, ACTIVATION_AXES)
     attn_out, cache = attention.Attention(cfg, name='attention')(
-        make_norm('input_norm')(x), positions, attn_mask, cache, cache_index)
+        make_norm('input_norm')(x), positions, attn_mask, cache, cache_index, prompt,
+        prompt_mask)
     x = x + attn_out
     mlp_out = mlp.MLP(cfg.hidden_size, cfg.intermediate_size, cfg.initializer_range, cfg.dtype,
                       cfg.param_dtype, name='mlp')(make_norm('post_attention_norm')(x))

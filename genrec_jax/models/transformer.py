@@ -19,6 +19,10 @@ KV cache (every leaf batch-leading, so a beam search can reorder rows with
    'layers': tuple over layers of {'k': [B, S, K, H], 'v': [B, S, K, H]} in config.dtype}
 Writing past S is not checked inside jit (XLA clamps the write): size the cache to
 prompt length + number of decode steps.
+
+Shared prompt (`prefill_shared`): a beam search keeps each user's prompt keys/values once,
+{'mask': [U, P], 'layers': ({'k', 'v'} [U, P, K, H], ...)}, and a per-beam cache of only the
+generated tokens (row u * E + e is beam e of user u); `decode_step(..., prompt)` reads both.
 """
 
 from __future__ import annotations
@@ -261,9 +265,10 @@ class Transformer(nn.Module):
 
   def hidden_states(self, tokens: jax.Array, positions: jax.Array | None = None,
                     mask: jax.Array | None = None, cache: Cache | None = None,
-                    attention_mask: jax.Array | None = None
+                    attention_mask: jax.Array | None = None, prompt: Cache | None = None
                     ) -> tuple[jax.Array, Cache | None]:
-    """(final-norm hidden states [B, T, D], updated cache); arguments as in __call__."""
+    """(final-norm hidden states [B, T, D], updated cache); arguments as in __call__, and
+    a shared `prompt` read before the cache (see the module doc)."""
     batch, length = tokens.shape
     mask = jnp.ones((batch, length), bool) if mask is None else mask.astype(bool)
     query_steps = jnp.arange(length)
@@ -292,7 +297,9 @@ class Transformer(nn.Module):
     layer_caches = []
     for i, layer in enumerate(self.layers):
       layer_cache = None if cache is None else cache['layers'][i]
-      x, layer_cache = layer(x, positions, attn_mask, layer_cache, start)
+      prompt_layer = None if prompt is None else prompt['layers'][i]
+      x, layer_cache = layer(x, positions, attn_mask, layer_cache, start, prompt_layer,
+                             None if prompt is None else prompt['mask'])
       layer_caches.append(layer_cache)
     hidden = self.final_norm(x)
 
@@ -328,10 +335,21 @@ class Transformer(nn.Module):
     last_hidden = jnp.take_along_axis(hidden, last[:, None, None], axis=1)  # [B, 1, D]
     return self.logits(last_hidden)[:, 0], cache
 
-  def decode_step(self, tokens: jax.Array, cache: Cache) -> tuple[jax.Array, Cache]:
-    """Appends one token per row, tokens [B]; returns (logits [B, V], cache)."""
+  def prefill_shared(self, tokens: jax.Array, mask: jax.Array,
+                     decode_len: int) -> tuple[jax.Array, Cache, Cache]:
+    """Like prefill, but returns (logits [B, V], a cache for `decode_len` new tokens that a
+    beam search repeats per beam, the prompt that decode_step reads shared)."""
+    logits, full = self.prefill(tokens, mask)
+    cache = init_cache(self.config, tokens.shape[0], decode_len)
+    cache['position'] = full['position']
+    return logits, cache, {'mask': full['mask'], 'layers': full['layers']}
+
+  def decode_step(self, tokens: jax.Array, cache: Cache,
+                  prompt: Cache | None = None) -> tuple[jax.Array, Cache]:
+    """Appends one token per row, tokens [B]; returns (logits [B, V], cache). With a shared
+    `prompt` (from prefill_shared) the rows also read it."""
     positions = cache['position'][:, None]  # [B, 1]
-    hidden, cache = self.hidden_states(tokens[:, None], positions, None, cache)
+    hidden, cache = self.hidden_states(tokens[:, None], positions, None, cache, prompt=prompt)
     return self.logits(hidden)[:, 0], cache
 
   def init_cache(self, batch: int, max_len: int) -> Cache:
@@ -348,10 +366,18 @@ def prefill(model: Transformer, params: Any, tokens: jax.Array, mask: jax.Array,
   return model.apply({'params': params}, tokens, mask, max_len, method=Transformer.prefill)
 
 
-def decode_step(model: Transformer, params: Any, tokens: jax.Array,
-                cache: Cache) -> tuple[jax.Array, Cache]:
+def prefill_shared(model: Transformer, params: Any, tokens: jax.Array, mask: jax.Array,
+                   decode_len: int) -> tuple[jax.Array, Cache, Cache]:
+  """(logits, per-beam cache, shared prompt); see Transformer.prefill_shared."""
+  return model.apply({'params': params}, tokens, mask, decode_len,
+                     method=Transformer.prefill_shared)
+
+
+def decode_step(model: Transformer, params: Any, tokens: jax.Array, cache: Cache,
+                prompt: Cache | None = None) -> tuple[jax.Array, Cache]:
   """(logits [B, V], cache) after appending tokens [B]; see Transformer.decode_step."""
-  return model.apply({'params': params}, tokens, cache, method=Transformer.decode_step)
+  return model.apply({'params': params}, tokens, cache, prompt,
+                     method=Transformer.decode_step)
 
 
 def _init_variables(model: Transformer, key: jax.Array) -> Any:
