@@ -74,7 +74,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   logging.info('Evaluating %s on %s (%s)', config.name, dataset.name, protocol)
   splits = {}
   for split in config.eval.splits:
-    splits[split] = evaluate(method, params, dataset, split, config.eval, config.seed)
+    if split == 'valid' and method.trainable:  # the validation of the best params, if saved
+      splits[split] = loop.best_validation_metrics(workdir, config.eval.ks)
+    if not splits.get(split):
+      splits[split] = evaluate(method, params, dataset, split, config.eval, config.seed)
     writer.write(-1, f'final_{split}', splits[split])
   writer.close()
 

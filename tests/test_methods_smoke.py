@@ -11,6 +11,7 @@ from genrec_jax import config as config_lib
 from genrec_jax import run
 from genrec_jax.data import synthetic
 from genrec_jax.data.load import load_dataset
+from genrec_jax.methods import lcrec
 from genrec_jax.methods import letter
 
 NUM_USERS, NUM_ITEMS = 120, 60
@@ -134,3 +135,25 @@ def test_lcrec_fine_tunes_a_hugging_face_checkpoint_with_frozen_backbone(embeddi
       assert not np.array_equal(old[base:], new[base:])  # SID rows trained
     else:
       np.testing.assert_array_equal(old, new)
+
+
+def test_final_validation_reuses_the_saved_metrics_of_the_best_params(embeddings_path,
+                                                                      tmp_path, monkeypatch):
+  config = _config('lcrec', embeddings_path)
+  config.eval.splits = ('valid', 'test')
+  config.train.update(num_steps=8, eval_every=4)
+  workdir = str(tmp_path / 'lcrec')
+  results = run.train_and_evaluate(config, workdir)
+  dataset = load_dataset(config.data, workdir)
+  sids = run.build_sids(config.tokenize, dataset,
+                        np.load(embeddings_path), config.seed, workdir)
+  method = lcrec.build(config, dataset, sids)
+  params = run.loop.load_best_params(config, method, workdir)
+  fresh = run.evaluate(method, params, dataset, 'valid', config.eval, config.seed)
+  timeless = lambda m: {k: v for k, v in m.items() if k != 'eval_seconds'}
+  assert timeless(results['splits']['valid']) == pytest.approx(timeless(fresh), rel=1e-6)
+  # ... and the final report did not evaluate the validation split again.
+  splits = []
+  monkeypatch.setattr(run, 'evaluate', lambda m, p, d, split, *a: splits.append(split) or {})
+  run.train_and_evaluate(config, workdir, eval_only=True)
+  assert splits == ['test']

@@ -61,6 +61,14 @@ class Checkpoints:
   def restore_best(self, abstract_params, shardings):
     return restore_best_params(self._best, abstract_params, shardings)
 
+  def best_metrics(self) -> dict:
+    """The validation metrics saved with the best params ({} if none were)."""
+    step = self._best.latest_step()
+    if step is None:
+      return {}
+    return self._best.restore(step, args=ocp.args.Composite(
+        metrics=ocp.args.JsonRestore()))['metrics'] or {}
+
   def close(self):
     self._state.close()
     self._best.close()

@@ -154,13 +154,25 @@ def load_best_params(config, method, workdir: str):
   return checkpoint_lib.params_from_run(workdir, nn.unbox(abstract), shardings)
 
 
+def best_validation_metrics(workdir: str, ks) -> dict:
+  """Validation metrics saved with the best params, if they cover every K in `ks` (runs
+  before this was saved, or without validation, give {})."""
+  checkpoints = checkpoint_lib.Checkpoints(workdir)
+  try:
+    metrics = checkpoints.best_metrics()
+  finally:
+    checkpoints.close()
+  return metrics if all(f'hr@{k}' in metrics for k in ks) else {}
+
+
 def _validate(validate_fn, params, step, loop, tc, writer, checkpoints):
   metrics = validate_fn(params)
   writer.write(step, 'valid', metrics)
   value = metrics[tc.early_stop_metric]
   if loop['best'] is None or value > loop['best']:
     loop.update(best=float(value), best_step=step, bad_validations=0)
-    checkpoints.save_best(step, params, {tc.early_stop_metric: float(value)})
+    # All validation metrics go with the params: the final report reuses them.
+    checkpoints.save_best(step, params, {k: float(v) for k, v in metrics.items()})
   else:
     loop['bad_validations'] += 1
     if tc.early_stop_patience and loop['bad_validations'] >= tc.early_stop_patience:
