@@ -24,6 +24,9 @@ import sys
 TABLE_1 = ('Pop', 'SASRec', 'LC-Rec', 'TIGER', 'LETTER (lcrec)', 'LETTER SIDs (lcrec)',
            'IFairLRS-RW', 'IFairLRS-RR', 'Augmentation', 'Substitution', 'Ghost')
 TABLE_2 = ('Ghost', 'Ghost w/o AUO', 'Ghost w/o SKT', 'LC-Rec', 'RQK-6', 'RQK-4-6')
+# Diagnostic (not in the paper): the same rows with SIDs built from SASRec item vectors instead
+# of item text, to see how much the text embeddings limit the SID-based rows.
+CF_ROWS = ('LC-Rec', 'LC-Rec (CF SIDs)', 'Ghost', 'Ghost (CF SIDs)', 'LETTER (lcrec)')
 
 # The Ghost paper's Instruments rows (Tables I and II, Qwen2.5-3B backbone); its LC-Rec row is
 # RQK-4 in Table II's terms. Only to compare directions: the backbone and data differ here.
@@ -65,11 +68,17 @@ def get_sweep(variant: str, root: str) -> list[dict]:
         ('RQK-6', f'configs/lcrec_ins.py:{variant}_rqk6', {}),
         ('RQK-4-6', f'configs/ghost_ins.py:{variant}_rqk46', {}),
         ('TIGER', f'configs/tiger_ins.py:{variant}', {}),
+        ('LC-Rec (CF SIDs)', f'configs/lcrec_ins.py:{variant}', {}),
+        ('Ghost (CF SIDs)', f'configs/ghost_ins.py:{variant}', {}),
     ]
+  sasrec = os.path.join(root, 'SASRec', 'seed0')
   sweep = [{'name': n, 'config': c, 'overrides': o} for n, c, o in rows]
   for row in sweep:
     if row['name'] == 'LETTER (lcrec)':
-      row['overrides']['tokenize.cf_run'] = os.path.join(root, 'SASRec', 'seed0')
+      row['overrides']['tokenize.cf_run'] = sasrec
+    if row['name'].endswith('(CF SIDs)'):
+      row['overrides'].update({'embed.source': 'run', 'embed.run_dir': sasrec,
+                               'embed.unit_norm': True})
   return sweep
 
 
@@ -87,6 +96,11 @@ def report(root: str, out: str) -> str:
     if method in rows and 'LC-Rec' in rows:
       parts += [f'## {method} against LC-Rec (paper change: its Instruments rows)',
                 tables.direction_table(rows, method, 'LC-Rec', PAPER_INS)]
+  if 'Ghost (CF SIDs)' in rows and 'LC-Rec (CF SIDs)' in rows:
+    parts += ['## Diagnostic: SIDs from SASRec item vectors instead of item text',
+              tables.comparison_table({n: rows[n] for n in CF_ROWS if n in rows}),
+              '### Ghost (CF SIDs) against LC-Rec (CF SIDs)',
+              tables.direction_table(rows, 'Ghost (CF SIDs)', 'LC-Rec (CF SIDs)')]
   figures = [plots.composition(table_1, 10, f'{out}_composition.png'),
              plots.group_hit_rates(table_1, 10, 5, f'{out}_group_hr.png'),
              plots.pareto(table_1, 10, f'{out}_pareto.png')]
