@@ -559,7 +559,8 @@ def render(args, info, rows, prompt_len, mask_np, vocab, logit_diff, attn_impl, 
       f'fixed tokens + {args.min_history}-{args.max_history} history items x {SID_LEN} SID '
       f'tokens + 2 separator tokens, {real.min()}-{real.max()} real tokens, left-padded to '
       f'{prompt_len}; users 0..B-1 of one seeded set (seed {args.seed}).',
-      '- Ours: one jitted program = `prefill_shared` + `beam_search` (3 `decode_step`s reading the shared prompt KV). HF: '
+      '- Ours: one jitted program = `prefill_shared` + `beam_search` (3 `decode_step`s '
+      'reading the shared prompt KV). HF: '
       '`generate(num_beams=K, num_return_sequences=K, max_new_tokens=4, '
       'prefix_allowed_tokens_fn=<prefix dict>, output_scores, return_dict_in_generate, '
       'early_stopping=True)`. Times: median of '
