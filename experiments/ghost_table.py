@@ -101,6 +101,8 @@ def report(root: str, out: str) -> str:
               tables.comparison_table({n: rows[n] for n in CF_ROWS if n in rows}),
               '### Ghost (CF SIDs) against LC-Rec (CF SIDs)',
               tables.direction_table(rows, 'Ghost (CF SIDs)', 'LC-Rec (CF SIDs)')]
+  parts += ['## Run times on this machine (shared by the sweep\'s parallel jobs)',
+            tables.timing_table(root)]
   figures = [plots.composition(table_1, 10, f'{out}_composition.png'),
              plots.group_hit_rates(table_1, 10, 5, f'{out}_group_hr.png'),
              plots.pareto(table_1, 10, f'{out}_pareto.png')]

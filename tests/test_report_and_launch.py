@@ -91,3 +91,19 @@ def test_direction_table_pairs_seeds_and_counts_wanted_signs():
   assert lines['hr@10/tail'][5] == '1/2'
   assert lines['mgu@10'][5] == '2/2' and lines['arp@10'][5] == '0/2'
   assert lines['hr@10/tail'][6] == f'{0.0173 / 0.0044 - 1:+.1%} |'
+
+
+def test_timing_table_leaves_validation_pauses_out(tmp_path):
+  workdir = tmp_path / 'LC-Rec' / 'seed0'
+  os.makedirs(workdir)
+  with open(workdir / 'results.json', 'w') as f:
+    json.dump({'name': 'LC-Rec', 'seed': 0, 'splits': {'test': {}}}, f)
+  # 10 steps per epoch, 0.5 s per step, a 30 s validation between steps 10 and 20.
+  events = [{'event': 'train', 'step': 10, 'time': 5.0, 'epoch': 1.0},
+            {'event': 'valid', 'step': 10, 'time': 35.0, 'eval_seconds': 30.0},
+            {'event': 'train', 'step': 20, 'time': 40.0, 'epoch': 2.0},
+            {'event': 'train', 'step': 30, 'time': 45.0, 'epoch': 3.0},
+            {'event': 'train', 'step': 40, 'time': 50.0, 'epoch': 4.0}]
+  with open(workdir / 'metrics.jsonl', 'w') as f:
+    f.write('\n'.join(json.dumps(e) for e in events))
+  assert '| LC-Rec | 1 | 5 | 30 |' in tables.timing_table(str(tmp_path))

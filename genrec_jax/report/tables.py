@@ -99,6 +99,38 @@ def direction_table(rows: dict[str, list[dict[str, float]]], method: str, baseli
   return '\n'.join(lines)
 
 
+def timing_table(root: str) -> str:
+  """Per row: seconds per training epoch (median time per logged step interval, so the
+  validation pauses are left out, times steps per epoch) and seconds per validation, mean ±
+  sample std over the runs under root that have a metrics.jsonl."""
+  per_row: dict[str, list[tuple[float, float]]] = {}
+  for path in sorted(glob.glob(os.path.join(root, '**', 'results.json'), recursive=True)):
+    log = os.path.join(os.path.dirname(path), 'metrics.jsonl')
+    if not os.path.exists(log):
+      continue
+    with open(path) as f:
+      name = json.load(f)['name']
+    with open(log) as f:
+      events = [json.loads(line) for line in f]
+    train = [e for e in events if e['event'] == 'train']
+    valid = [e['eval_seconds'] for e in events if e['event'] == 'valid' and 'eval_seconds' in e]
+    if len(train) < 2:
+      continue
+    rates = [(b['time'] - a['time']) / (b['step'] - a['step']) for a, b in zip(train, train[1:])
+             if b['step'] > a['step']]
+    steps_per_epoch = train[-1]['step'] / train[-1]['epoch']
+    per_row.setdefault(name, []).append(
+        (float(np.median(rates)) * steps_per_epoch, float(np.mean(valid)) if valid else np.nan))
+  lines = ['| run | runs | s per epoch | s per validation |', '|---|---|---|---|']
+  for name, times in per_row.items():
+    cells = []
+    for column in zip(*times):
+      cells.append(f'{np.mean(column):.0f}' + (f' ± {np.std(column, ddof=1):.0f}'
+                                               if len(column) > 1 else ''))
+    lines.append(f'| {name} | {len(times)} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
 def _relative(value: float, reference: float) -> float:
   return (value - reference) / reference if reference else float('nan')
 
