@@ -76,20 +76,21 @@ def test_direction_table_pairs_seeds_and_counts_wanted_signs():
   def run(seed, hr, tail, mgu):
     return {'seed': seed, 'hr@10': hr, 'hr@10/tail': tail, 'ndcg@10': hr, 'ndcg@10/tail': tail,
             'mgu@10': mgu, 'arp@10': 100.0}
-  rows = {'LC-Rec': [run(0, 0.10, 0.010, 0.40), run(1, 0.10, 0.020, 0.40)],
+  rows = {'LC-Rec': [run(0, 0.10, 0.010, 0.40), run(1, 0.10, 0.020, 0.40), run(3, 0.1, 0., .4)],
           # listed in another order: pairing must go by seed, not position
-          'Ghost': [run(1, 0.08, 0.010, 0.30), run(0, 0.095, 0.020, 0.30), run(2, 1., 1., 1.)]}
+          'Ghost': [run(1, 0.08, 0.010, 0.30), run(0, 0.095, 0.020, 0.30), run(2, 1., 1., 1.),
+                    run(3, 0.1, 0.001, 0.4)]}
   paper = {'LC-Rec': {'hr@10': 0.1046, 'hr@10/tail': 0.0044, 'ndcg@10': 0.0804,
                       'ndcg@10/tail': 0.0027, 'mgu@10': 0.3380, 'arp@10': 338.53},
            'Ghost': {'hr@10': 0.1017, 'hr@10/tail': 0.0173, 'ndcg@10': 0.0805,
                      'ndcg@10/tail': 0.0097, 'mgu@10': 0.0958, 'arp@10': 209.89}}
   lines = {line.split(' | ')[0][2:]: line.split(' | ')
            for line in tables.direction_table(rows, 'Ghost', 'LC-Rec', paper).splitlines()}
-  # hr: seed 0 −5% (within 10%), seed 1 −20%; mean 0.0875 vs 0.1 = −12.5%
-  assert lines['hr@10'][2:6] == ['0.1000', '0.0875', '-12.5%', '1/2']
-  # tail: seed 0 +100%, seed 1 −50% (seed 2 has no baseline and is left out)
-  assert lines['hr@10/tail'][5] == '1/2'
-  assert lines['mgu@10'][5] == '2/2' and lines['arp@10'][5] == '0/2'
+  # hr: seed 0 −5% (within 10%), seed 1 −20%, seed 3 0%; mean 0.0917 vs 0.1 = −8.3%
+  assert lines['hr@10'][2:6] == ['0.1000', '0.0917', '-8.3%', '2/3']
+  # tail: seed 0 +100%, seed 1 −50%, seed 3 up from zero (seed 2 has no baseline: left out)
+  assert lines['hr@10/tail'][5] == '2/3'
+  assert lines['mgu@10'][5] == '2/3' and lines['arp@10'][5] == '0/3'
   assert lines['hr@10/tail'][6] == f'{0.0173 / 0.0044 - 1:+.1%} |'
 
 

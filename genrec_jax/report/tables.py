@@ -132,7 +132,10 @@ def timing_table(root: str) -> str:
 
 
 def _relative(value: float, reference: float) -> float:
-  return (value - reference) / reference if reference else float('nan')
+  """(value − reference) / reference; from a zero reference any rise is +inf."""
+  if reference == 0:
+    return float(np.sign(value)) * float('inf') if value else 0.0
+  return (value - reference) / reference
 
 
 def collect(root: str, split: str = 'test') -> dict[str, list[dict[str, float]]]:
