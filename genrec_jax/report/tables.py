@@ -71,7 +71,7 @@ def comparison_table(rows: dict[str, list[dict[str, float]]], ks=(5, 10)) -> str
 # What Ghost claims against its baseline: (metric, wanted direction). Overall HR may drop a
 # little ('~': the claim is a change within about 10%).
 DIRECTIONS = (('hr@10', '~'), ('hr@10/tail', '+'), ('ndcg@10', '~'), ('ndcg@10/tail', '+'),
-              ('mgu@10', '-'), ('arp@10', '-'))
+              ('mgu@10', '-'), ('arp@10', '-'), ('tail_slots@1', '+'), ('tail_slots@10', '+'))
 
 
 def direction_table(rows: dict[str, list[dict[str, float]]], method: str, baseline: str,
@@ -85,12 +85,14 @@ def direction_table(rows: dict[str, list[dict[str, float]]], method: str, baseli
   lines = [f'| metric | wanted | {baseline} | {method} | change | seeds in wanted direction '
            '| paper change |', '|---' * 7 + '|']
   for key, wanted in DIRECTIONS:
+    if not all(key in by_seed[name][s] for name in (method, baseline) for s in seeds):
+      continue
     ours = [by_seed[method][s][key] for s in seeds]
     base = [by_seed[baseline][s][key] for s in seeds]
     changes = [_relative(o, b) for o, b in zip(ours, base)]
     holds = sum(abs(c) <= 0.1 if wanted == '~' else c > 0 if wanted == '+' else c < 0
                 for c in changes)
-    in_paper = paper and method in paper and baseline in paper
+    in_paper = (paper and key in paper.get(method, {}) and key in paper.get(baseline, {}))
     paper_cell = (f'{_relative(paper[method][key], paper[baseline][key]):+.1%}'
                   if in_paper else '–')
     lines.append(f'| {key} | {wanted} | {_fmt(np.mean(base))} | {_fmt(np.mean(ours))} | '
