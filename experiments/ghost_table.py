@@ -29,8 +29,8 @@ TABLE_2 = ('Ghost', 'Ghost w/o AUO', 'Ghost w/o SKT', 'LC-Rec', 'RQK-6', 'RQK-4-
 CF_ROWS = ('LC-Rec', 'LC-Rec (CF SIDs)', 'Ghost', 'Ghost (CF SIDs)', 'LETTER (lcrec)')
 
 # The Ghost paper's Instruments rows (Tables I and II, Qwen2.5-3B backbone; tail slots of the
-# top-1 lists of its 24,772 users from its Fig. 5); its LC-Rec row is RQK-4 in Table II's terms. Only to compare directions: the backbone
-# (and on MovieLens-100k the data) differ here.
+# top-1 lists of its 24,772 users from its Fig. 5); its LC-Rec row is RQK-4 in Table II's
+# terms. Only to compare directions: the backbone (and on MovieLens-100k the data) differ.
 PAPER_INS = {
     'LC-Rec': {'hr@10': 0.1046, 'hr@10/tail': 0.0044, 'ndcg@10': 0.0804,
                'ndcg@10/tail': 0.0027, 'mgu@10': 0.3380, 'arp@10': 338.5304,
