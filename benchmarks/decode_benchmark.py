@@ -16,7 +16,8 @@ left padded to the longest prompt (20 items: 85 tokens).
 
 Ours: one jitted program per (beam, batch): `transformer.prefill_shared` of the users'
 prompts (their keys/values kept once per user), then `beam_search` with
-`transformer.decode_step`, whose per-beam cache holds only the generated tokens. Baseline, as LC-Rec / LETTER decode:
+`transformer.decode_step`, whose per-beam cache holds only the generated tokens. Baseline, as
+LC-Rec / LETTER decode:
 `model.generate(num_beams=K, num_return_sequences=K, prefix_allowed_tokens_fn=...,
 max_new_tokens=4, output_scores=True, return_dict_in_generate=True, early_stopping=True)` with a
 Python prefix dict (prefix tuple -> allowed next tokens) found after the separator.

@@ -14,9 +14,9 @@ from the rest.
     python benchmarks/tokenizer_benchmark.py      # 10k (20 seeds) and 100k (5 seeds), appends
     python benchmarks/tokenizer_benchmark.py --sizes 2000 --seeds 2 --no-append  # smoke run
 
-Needs scikit-learn (`pip install scikit-learn`; benchmark only, the library never imports it). OpenBLAS reads
-OPENBLAS_CORETYPE at load time, so compare both settings with two runs, e.g. prefixing
-`env -u OPENBLAS_CORETYPE`.
+Needs scikit-learn (`pip install scikit-learn`; benchmark only, the library never imports
+it). OpenBLAS reads OPENBLAS_CORETYPE at load time, so compare both settings with two runs,
+e.g. prefixing `env -u OPENBLAS_CORETYPE`.
 """
 
 from __future__ import annotations

@@ -290,12 +290,17 @@ def test_cached_decoding_equals_full_forward(tmp_path, family):
   np.testing.assert_array_equal(cache['position'], [4 + steps, 3 + steps, 2 + steps])
 
 
-def test_cache_rows_can_be_gathered_like_beams(tmp_path):
-  hf, _ = _write_checkpoint(tmp_path, 'qwen3')
+def _left_padded_prompts(tmp_path, family):
+  """(hf config, checkpoint, model, tokens, mask): three left-padded prompts of 4, 2, 3."""
+  hf, _ = _write_checkpoint(tmp_path, family)
   ckpt = hf_loading.load_checkpoint(tmp_path)
-  model = transformer.Transformer(ckpt.config)
   tokens, mask = _padded_batch(_sequences(hf['vocab_size'], [4, 2, 3]), PROMPT_LENGTH,
                                ['left'] * 3)
+  return hf, ckpt, transformer.Transformer(ckpt.config), tokens, mask
+
+
+def test_cache_rows_can_be_gathered_like_beams(tmp_path):
+  _, ckpt, model, tokens, mask = _left_padded_prompts(tmp_path, 'qwen3')
   _, cache = _prefill(model, ckpt.params, tokens, mask, LENGTH)
   next_tokens = jnp.asarray([3, 9, 5])
   logits, _ = _decode_step(model, ckpt.params, next_tokens, cache)
@@ -307,11 +312,7 @@ def test_cache_rows_can_be_gathered_like_beams(tmp_path):
 
 
 def test_shared_prompt_decoding_equals_a_repeated_full_cache(tmp_path):
-  hf, _ = _write_checkpoint(tmp_path, 'qwen2')
-  ckpt = hf_loading.load_checkpoint(tmp_path)
-  model = transformer.Transformer(ckpt.config)
-  tokens, mask = _padded_batch(_sequences(hf['vocab_size'], [4, 2, 3]), PROMPT_LENGTH,
-                               ['left'] * 3)
+  hf, ckpt, model, tokens, mask = _left_padded_prompts(tmp_path, 'qwen2')
   beams, steps = 2, 3
   _, full = _prefill(model, ckpt.params, tokens, mask, PROMPT_LENGTH + steps)
   full = jax.tree.map(lambda x: jnp.repeat(x, beams, axis=0), full)

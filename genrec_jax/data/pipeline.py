@@ -59,7 +59,8 @@ def train_iterator(dataset: Dataset, *, batch_size: int, seed: int,
   kind 'prefix': {'user', 'history' [B, H] left-padded, 'history_len', 'target'} per example;
   kind 'sequence': {'user', 'items' [B, H + C], 'is_target' [B, H + C]} per chunk of a user's
   training sequence (C = targets_per_chunk, see `sequence_chunks`), for models that train
-  every prefix in one causal pass. `transform` (a method's `prepare_batch`) turns a numpy batch into its inputs.
+  every prefix in one causal pass. `transform` (a method's `prepare_batch`) turns a numpy
+  batch into its inputs.
   """
   _check_kind(kind)
   if kind == 'sequence':

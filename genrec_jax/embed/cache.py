@@ -84,7 +84,8 @@ def _item_embeddings(embed_config: ml_collections.ConfigDict, dataset: Dataset,
     print(f'Item embeddings: text-free collaborative vectors ({source}) from the training '
           'split, a deviation from the papers, which embed item text with an LLM.')
     if source == 'run':
-      return collaborative.item_embeddings_from_run(embed_config.run_dir, dataset)
+      return collaborative.item_embeddings_from_run(embed_config.run_dir, dataset,
+                                                    'embed.run_dir')
     return collaborative.cooccurrence_embeddings(dataset, embed_config.cooccurrence_dim)
   if source != 'minilm':
     raise ValueError(f'Unknown embed.source {source!r}; known: {list(SOURCES)}.')

@@ -16,24 +16,26 @@ from genrec_jax import methods
 from genrec_jax.data.dataset import Dataset
 
 
-def item_embeddings_from_run(run_dir: str, dataset: Dataset) -> np.ndarray:
-  """[I, d] item embeddings from the best checkpoint of the run in `run_dir`."""
+def item_embeddings_from_run(run_dir: str, dataset: Dataset,
+                             field: str = 'tokenize.cf_run') -> np.ndarray:
+  """[I, d] item embeddings from the best checkpoint of the run in `run_dir`; errors name
+  `field`, the config field that pointed here."""
   from genrec_jax.train import loop  # pylint: disable=g-import-not-at-top  (cycle via run)
   path = os.path.join(run_dir, 'config.json')
   if not os.path.exists(path):
-    raise FileNotFoundError(f'tokenize.cf_run={run_dir}: no config.json there; train the '
+    raise FileNotFoundError(f'{field}={run_dir}: no config.json there; train the '
                             'collaborative model first, e.g. configs/sasrec_ins.py:cpu.')
   with open(path) as f:
     config = ml_collections.ConfigDict(json.load(f))
   module = methods.get(config.method)
   method = module.build(config, dataset, None)
   if not hasattr(method, 'item_embeddings'):
-    raise ValueError(f'tokenize.cf_run={run_dir}: method {config.method} has no item '
+    raise ValueError(f'{field}={run_dir}: method {config.method} has no item '
                      'embeddings; use a SASRec run.')
   params = loop.load_best_params(config, method, run_dir)
   vectors = np.asarray(method.item_embeddings(params), np.float32)
   if vectors.shape[0] != dataset.num_items:
-    raise ValueError(f'tokenize.cf_run={run_dir}: {vectors.shape[0]} item vectors but the '
+    raise ValueError(f'{field}={run_dir}: {vectors.shape[0]} item vectors but the '
                      f'dataset has {dataset.num_items} items; use a run on the same data.')
   return vectors
 

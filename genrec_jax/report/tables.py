@@ -106,12 +106,11 @@ def timing_table(root: str) -> str:
   validation pauses are left out, times steps per epoch) and seconds per validation, mean ±
   sample std over the runs under root that have a metrics.jsonl."""
   per_row: dict[str, list[tuple[float, float]]] = {}
-  for path in sorted(glob.glob(os.path.join(root, '**', 'results.json'), recursive=True)):
-    log = os.path.join(os.path.dirname(path), 'metrics.jsonl')
+  for run_dir, result in _runs(root):
+    log = os.path.join(run_dir, 'metrics.jsonl')
     if not os.path.exists(log):
       continue
-    with open(path) as f:
-      name = json.load(f)['name']
+    name = result['name']
     with open(log) as f:
       events = [json.loads(line) for line in f]
     train = [e for e in events if e['event'] == 'train']
@@ -144,14 +143,19 @@ def collect(root: str, split: str = 'test') -> dict[str, list[dict[str, float]]]
   """{config name: [split metrics of each run, with its 'seed']} for every results.json
   under root."""
   rows: dict[str, list[dict[str, float]]] = {}
-  for path in sorted(glob.glob(os.path.join(root, '**', 'results.json'), recursive=True)):
-    with open(path) as f:
-      result = json.load(f)
+  for _, result in _runs(root):
     metrics = dict(result['splits'][split])
     if 'seed' in result:
       metrics['seed'] = result['seed']
     rows.setdefault(result['name'], []).append(metrics)
   return rows
+
+
+def _runs(root: str):
+  """(run directory, its results.json) for every finished run under root, in path order."""
+  for path in sorted(glob.glob(os.path.join(root, '**', 'results.json'), recursive=True)):
+    with open(path) as f:
+      yield os.path.dirname(path), json.load(f)
 
 
 def _fmt(x: float) -> str:

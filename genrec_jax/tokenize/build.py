@@ -146,7 +146,7 @@ def precomputed_codes(path: str, item_ids: np.ndarray) -> tuple[np.ndarray, list
       raise DataError(f'{path}: no SID for item {item}; the index does not belong to this '
                       'dataset (or was made before filtering).')
     levels = [_SID_TOKEN.match(t) for t in tokens]
-    if not all(levels) or [m.group(1) for m in levels] != list('abcdefghijklmnop'[:len(levels)]):
+    if not all(levels) or [m.group(1) for m in levels] != list(LEVEL_NAMES[:len(levels)]):
       raise DataError(f'{path}: item {item} has SID {tokens}; expected tokens "<a_N>", '
                       '"<b_N>", ... in level order.')
     rows.append([int(m.group(2)) for m in levels])
