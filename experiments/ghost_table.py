@@ -21,7 +21,7 @@ import argparse
 import os
 import sys
 
-TABLE_1 = ('Pop', 'SASRec', 'LC-Rec', 'TIGER', 'LETTER (lcrec)', 'LETTER SIDs (lcrec)',
+TABLE_1 = ('Pop', 'SASRec', 'LC-Rec', 'LC-Rec (prompt)', 'TIGER', 'LETTER (lcrec)', 'LETTER SIDs (lcrec)',
            'IFairLRS-RW', 'IFairLRS-RR', 'Augmentation', 'Substitution', 'Ghost')
 TABLE_2 = ('Ghost', 'Ghost w/o AUO', 'Ghost w/o SKT', 'LC-Rec', 'RQK-6', 'RQK-4-6')
 # Diagnostic (not in the paper): the same rows with SIDs built from SASRec item vectors instead
@@ -73,6 +73,8 @@ def get_sweep(variant: str, root: str) -> list[dict]:
         ('TIGER', f'configs/tiger_ins.py:{variant}', {}),
         ('LC-Rec (CF SIDs)', f'configs/lcrec_ins.py:{variant}', {}),
         ('Ghost (CF SIDs)', f'configs/ghost_ins.py:{variant}', {}),
+        # LC-Rec's instruction prompt around the SIDs (per-prefix; ~7x the stream's cost).
+        ('LC-Rec (prompt)', f'configs/lcrec_ins.py:{variant}_prompt', {}),
     ]
   sasrec = os.path.join(root, 'SASRec', 'seed0')
   sweep = [{'name': n, 'config': c, 'overrides': o} for n, c, o in rows]

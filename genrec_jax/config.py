@@ -113,6 +113,9 @@ def table_config(method: str, variant: str,
                         early_stop_patience=0)
     if generative and 'hf_dir' in config.model:
       config.model.hf_dir = QWEN25_3B_DIR
+    if 'instructions' in config:  # LC-Rec's seqrec prompt (Instruments has no item text)
+      config.instructions.tasks = ('seqrec',)
+      config.train.example_kind = 'prefix'
     return config
   config.tokenize.update(codes_per_level=32, pca_dim=32)
   config.train.update(batch_size=32, lr=1e-3, warmup_steps=50, weight_decay=0.01,

@@ -66,6 +66,8 @@ def _check(results):
 
 @pytest.mark.parametrize('method, overrides, reload', [
     ('lcrec', {}, True),
+    ('lcrec', {'instructions.tasks': ('seqrec', 'item2index', 'index2item', 'fusionseqrec'),
+               'instructions.text_tokenizer': 'minilm', 'train.example_kind': 'prefix'}, False),
     ('tiger', {}, True),
     ('ghost', {}, True),
     ('ghost', {'ghost.auo': False, 'tokenize.method': 'rqk_var', 'tokenize.tail_levels': 3},

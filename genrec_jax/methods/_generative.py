@@ -100,6 +100,14 @@ class GenerativeRecommender:
     self.distractors = None if distractors is None else jnp.asarray(distractors)  # [I, Kb]
     self.is_tail = None if is_tail is None else jnp.asarray(is_tail)
     self.example_weight = example_weight  # callable(target items) -> weights, or None
+    self.instructions = None  # set to an instructions.Instructions for LC-Rec's prompts
+
+  def prompt_tokens(self, history):
+    """History items [B, H] -> the backbone's input tokens: the SID stream, or with
+    instructions LC-Rec's seqrec prompt around it."""
+    if self.instructions is None:
+      return history_tokens(self.item_tokens, history)
+    return self.instructions.seqrec_prompt(history)
 
   def init(self, rng):
     return self.backbone.init(rng)
@@ -113,7 +121,7 @@ class GenerativeRecommender:
 
   def per_example_terms(self, params, batch, rng):
     """(NLL_b [B], AUO_b [B] or None) for per-prefix examples."""
-    hist = history_tokens(self.item_tokens, batch['history'])
+    hist = self.prompt_tokens(batch['history'])
     target = item_tokens_of(self.item_tokens, batch['target'])  # [B, L]
     continuations = target[:, None]  # [B, R, L]
     use_auo = self.auo_weight > 0 and self.distractors is not None
@@ -134,8 +142,19 @@ class GenerativeRecommender:
     nll, auo = self.per_example_terms(params, batch, rng)
     weights = (jnp.ones_like(nll) if self.example_weight is None
                else self.example_weight(batch['target']))
-    return self._combine(jnp.sum(weights * nll), jnp.sum(nll),
-                         None if auo is None else jnp.sum(auo), nll.shape[0])
+    loss, metrics = self._combine(jnp.sum(weights * nll), jnp.sum(nll),
+                                  None if auo is None else jnp.sum(auo), nll.shape[0])
+    if self.instructions is None or len(self.instructions.tasks) == 1:
+      return loss, metrics
+    # The other instruction tasks: their mean NLL, weighted by their share of the examples.
+    rng_items = jax.random.fold_in(rng, 1) if rng is not None else jax.random.PRNGKey(0)
+    total, count = loss * nll.shape[0], nll.shape[0]
+    for task, prompts, responses in self.instructions.auxiliary_examples(batch, rng_items):
+      logits = self.backbone.continuation_logits(params, prompts, responses[:, None], rng)
+      task_nll = -sequence_log_probs(logits, responses[:, None]).sum((1, 2))
+      total, count = total + task_nll.sum(), count + task_nll.shape[0]
+      metrics[f'nll/{task}'] = task_nll.mean()
+    return total / count, metrics
 
   def _combine(self, weighted_nll, nll, auo, num_targets):
     """loss = (Σ w·NLL + α Σ AUO) / number of targets, and the logged metrics."""
@@ -229,7 +248,7 @@ class GenerativeRecommender:
     if 'exclude' in batch:
       raise ValueError('Generative methods decode with a trie beam search and cannot mask '
                        'past items exactly; set eval.mask_history=False.')
-    hist = history_tokens(self.item_tokens, batch['history'])
+    hist = self.prompt_tokens(batch['history'])
     beam = max(k, self.beam_size)
     first_logits, cache, shared = self.backbone.prefill(params, hist, self.trie.max_len)
     step = lambda tokens, cache, _: self.backbone.decode_step(params, tokens, cache, shared)
@@ -240,7 +259,7 @@ class GenerativeRecommender:
   @functools.partial(jax.jit, static_argnums=(0,))
   def score_items(self, params, batch, items):
     """Sequence log-probability of each candidate item (sampled-negatives protocol)."""
-    hist = history_tokens(self.item_tokens, batch['history'])
+    hist = self.prompt_tokens(batch['history'])
     candidates = item_tokens_of(self.item_tokens, items)  # [B, C, L]
     logits = self.backbone.continuation_logits(params, hist, candidates, None)
     return sequence_log_probs(logits, candidates).sum(-1)

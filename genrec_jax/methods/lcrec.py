@@ -6,9 +6,11 @@ whose vocabulary is extended with the SID tokens (rows initialised at the mean e
 trainable unless `model.freeze_backbone`); with `model.hf_dir=''` a Qwen2-shaped decoder of
 the configured size is trained from scratch on SID tokens only (the `cpu` configs).
 
-Input format: the SID stream (history items' SID tokens, then the target's). The papers wrap
-it in an instruction prompt ("Here are the user's historical interactions: ... "); with a
-from-scratch model there is no text vocabulary, so the stream carries the same information.
+Input format: with `instructions.tasks` empty, the SID stream (history items' SID tokens,
+then the target's), which whole-sequence training needs. With tasks (e.g. ('seqrec',), as the
+`paper` variants set), LC-Rec's instruction prompts of `instructions.py` around the SIDs,
+trained per prefix; a from-scratch model then needs `instructions.text_tokenizer` for its
+text vocabulary ('minilm' = the installed MiniLM WordPiece vocabulary, or a tokenizer.json).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import jax
 import ml_collections
 
 from genrec_jax.methods import backbones
+from genrec_jax.methods import instructions as instructions_lib
 from genrec_jax.methods._generative import GenerativeRecommender
 from genrec_jax.models import hf_loading
 from genrec_jax.models import transformer as transformer_lib
@@ -36,6 +39,8 @@ def default_config() -> ml_collections.ConfigDict:
       'decode': dict(beam_size=20),
       'tokenize': dict(method='rq_kmeans', levels=4),
       'train': dict(example_kind='sequence', lr=1e-3),
+      # LC-Rec's instruction tasks (see instructions.py); () = the plain SID stream.
+      'instructions': dict(tasks=(), text_tokenizer='', max_title_tokens=32),
   })
 
 
@@ -43,11 +48,32 @@ def validate_config(config) -> None:
   if config.eval.mask_history:
     raise ValueError('Invalid config.eval.mask_history: generative methods decode with a trie '
                      'beam search and do not mask past items; set it to False.')
+  tasks = tuple(config.instructions.tasks)
+  instructions_lib.check_tasks(tasks)
+  if tasks and config.train.example_kind != 'prefix':
+    raise ValueError('Invalid config.train.example_kind: instruction prompts '
+                     f'(instructions.tasks={tasks}) are built per example; set it to "prefix".')
+  if tasks and not (config.model.hf_dir or config.instructions.text_tokenizer):
+    raise ValueError('Invalid config.instructions.text_tokenizer: a from-scratch model with '
+                     'instruction prompts needs a text vocabulary; set it to "minilm" or a '
+                     'tokenizer.json path (or set model.hf_dir).')
+
+
+def text_encoder(config, hf_tokenizer=None):
+  """(text -> token ids without special tokens, text vocabulary size) for the prompts."""
+  if hf_tokenizer is not None:
+    return (lambda text: hf_tokenizer.encode(text, add_special_tokens=False)), len(hf_tokenizer)
+  tokenizer = instructions_lib.load_tokenizer(config.instructions.text_tokenizer,
+                                              'config.instructions.text_tokenizer')
+  return ((lambda text: tokenizer.encode(text, add_special_tokens=False).ids),
+          tokenizer.get_vocab_size())
 
 
 def decoder_backbone(config, sids, seed: int):
-  """(backbone, token id of the first SID token, optimizer restriction or None)."""
+  """(backbone, token id of the first SID token, optimizer restriction or None, text encoder
+  (text -> ids) when instruction prompts are on, else None)."""
   m = config.model
+  use_text = bool(config.instructions.tasks)
   if m.hf_dir:
     checkpoint = hf_loading.load_checkpoint(m.hf_dir, dtype=m.dtype, remat=m.remat)
     first_new = len(checkpoint.tokenizer) if checkpoint.tokenizer is not None else None
@@ -61,23 +87,36 @@ def decoder_backbone(config, sids, seed: int):
       restrict = lambda tx: hf_loading.partial_optimizer(
           tx, params, first_new_id=base, train_backbone=m.train_backbone,
           train_old_vocab=m.train_old_vocab)
-    return backbones.DecoderBackbone(model, init_params=params), base, restrict
-  vocab = -(-sids.vocab_size // 128) * 128  # rows padded so the table shards evenly
+    encode = text_encoder(config, checkpoint.tokenizer)[0] if use_text else None
+    if use_text and checkpoint.tokenizer is None:
+      raise ValueError(f'{m.hf_dir}: no tokenizer files, needed by instructions.tasks.')
+    return backbones.DecoderBackbone(model, init_params=params), base, restrict, encode
+  encode, base = text_encoder(config) if use_text else (None, 0)
+  vocab = -(-(base + sids.vocab_size) // 128) * 128  # rows padded so the table shards evenly
   model_config = transformer_lib.TransformerConfig(
       vocab_size=vocab, hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
       num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads,
       num_key_value_heads=m.num_kv_heads, rope_theta=m.rope_theta, tie_word_embeddings=True,
       model_type='qwen2', attention_bias=True, dtype=m.dtype, remat=m.remat)
-  return backbones.DecoderBackbone(transformer_lib.Transformer(model_config)), 0, None
+  return (backbones.DecoderBackbone(transformer_lib.Transformer(model_config)), base, None,
+          encode)
 
 
 def build(config, dataset, sids, embeddings=None, **hooks):
   """hooks: auo_weight, distractors, is_tail, example_weight (used by ghost / ifairlrs)."""
   del embeddings
-  backbone, base, restrict = decoder_backbone(config, sids, config.seed)
+  backbone, base, restrict, encode = decoder_backbone(config, sids, config.seed)
   method = GenerativeRecommender(
       backbone, sids, dataset.num_items, max_history=config.data.max_history,
       beam_size=config.decode.beam_size, token_base=base, **hooks)
+  if encode is not None:
+    titles = [text.get('title', '') for text in dataset.item_text]
+    method.instructions = instructions_lib.Instructions(
+        config.instructions.tasks, encode, method.item_tokens_host,
+        titles=titles if any(titles) else None,
+        max_title_tokens=config.instructions.max_title_tokens,
+        items_per_step=instructions_lib.items_per_step(
+            config.train.batch_size, dataset.num_items, len(dataset.train_examples()[0])))
   if restrict is not None:
     method.restrict_optimizer = restrict
   return method
