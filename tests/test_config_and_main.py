@@ -31,6 +31,21 @@ def test_every_config_file_loads_and_validates():
     config_lib.validate(namespace['get_config']())
 
 
+@pytest.mark.parametrize('path, variant', [
+    ('lcrec_ins.py', 'paper'), ('lcrec_ins.py', 'cpu_prompt'), ('lcrec_ins.py', 'cpu_alltasks'),
+    ('ghost_ins.py', 'paper'), ('ifairlrs_ins.py', 'paper_rw'), ('letter_ins.py', 'paper'),
+])
+def test_instruction_prompt_variants_validate(path, variant):
+  """The `paper` variants (Qwen2.5-3B) train per prefix on LC-Rec's seqrec prompt."""
+  path = os.path.join(REPO, 'configs', path)
+  namespace = {}
+  exec(compile(open(path).read(), path, 'exec'), namespace)
+  config = namespace['get_config'](variant)
+  config_lib.validate(config)
+  assert 'seqrec' in config.instructions.tasks
+  assert config.train.example_kind == 'prefix'
+
+
 @pytest.mark.parametrize('mutate, message', [
     (lambda c: setattr(c.data, 'kcor', 5), 'Unknown config key config.data.kcor. Did you '
      'mean config.data.kcore'),
