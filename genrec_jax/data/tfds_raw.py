@@ -80,7 +80,13 @@ def load_raw_cached(read: Callable[[], RawData], *, name: str, tfds_dir: str) ->
                              file_format='array_record')
   if not builder.is_prepared():
     logging.info('Converting raw files to TFDS in %s', builder.data_dir)
-  builder.download_and_prepare()
+    try:
+      builder.download_and_prepare()
+    except FileExistsError:  # a concurrent run (a sweep, a job array) converted it first
+      builder = RawInteractions(read=read, config_name=name, data_dir=tfds_dir,
+                                file_format='array_record')
+      if not builder.is_prepared():
+        raise
   meta = builder.info.metadata
   users_src = builder.as_data_source(split='users')
   users, items, times = [], [], []
