@@ -38,7 +38,7 @@ def _byte_bpe():
   tokenizer.decoder = tokenizers.decoders.ByteLevel()
   trainer = tokenizers.trainers.BpeTrainer(
       vocab_size=400, initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
-  texts = [instructions_lib.SFT_TEMPLATE] + [t for t, _ in instructions_lib.TASKS.values()]
+  texts = [instructions_lib.SFT_TEMPLATE] + list(instructions_lib.TASKS.values())
   tokenizer.train_from_iterator(texts + TITLES, trainer)
   return tokenizer
 
@@ -65,7 +65,7 @@ def _encode(tokenizer):
 
 
 def _prompt_text(task, **fields):
-  instruction = instructions_lib.TASKS[task][0]
+  instruction = instructions_lib.TASKS[task]
   for key, value in fields.items():
     instruction = instruction.replace('{' + key + '}', value)
   return instructions_lib.SFT_TEMPLATE.replace('{instruction}', instruction)

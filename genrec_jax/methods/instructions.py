@@ -41,14 +41,14 @@ SFT_TEMPLATE = ('Below is an instruction that describes a task. Write a response
                 'appropriately completes the request.\n\n### Instruction:\n{instruction}'
                 '\n\n### Response:')
 HISTORY_SEPARATOR = ', '
-# task -> (instruction with one placeholder, response kind)
+# task -> its instruction, with one placeholder (responses: see the module docstring)
 TASKS = {
     'seqrec': ('The user has interacted with items {inters} in chronological order. Can you '
-               'predict the next possible item that the user may expect?', 'sids'),
-    'item2index': ('Which item has the title: "{title}"?', 'sids'),
-    'index2item': ('What is the title of item {item}?', 'title'),
+               'predict the next possible item that the user may expect?'),
+    'item2index': 'Which item has the title: "{title}"?',
+    'index2item': 'What is the title of item {item}?',
     'fusionseqrec': ('The user has sequentially interacted with items {inters}. Can you '
-                     'recommend the next item for him? Tell me the title of the item？', 'title'),
+                     'recommend the next item for him? Tell me the title of the item？'),
 }
 NEEDS_GENERATED_TEXT = ('itemsearch', 'preferenceobtain')
 
@@ -128,12 +128,12 @@ class Instructions:
                max_title_tokens: int = 32, items_per_step: int = 1):
     check_tasks(tasks)
     self.tasks = tuple(tasks)
-    self.templates = {t: compile_template(TASKS[t][0], encode) for t in self.tasks}
+    self.templates = {t: compile_template(TASKS[t], encode) for t in self.tasks}
     self.separator = np.asarray(encode(HISTORY_SEPARATOR), np.int32)
     self.item_tokens = jnp.asarray(item_tokens)
     self.items_per_step = items_per_step
     self.title_tokens = None
-    if any(TASKS[t][1] == 'title' or t == 'item2index' for t in self.tasks):
+    if self.tasks != ('seqrec',):  # the other tasks all use titles
       if titles is None or len(titles) != len(item_tokens):
         raise ValueError(f'instructions.tasks={self.tasks} need every item\'s title; the '
                          'dataset has no item text. Fix: use tasks=("seqrec",).')
