@@ -1,0 +1,100 @@
+r"""Memory of one training step: Ghost's AUO against the same model without it.
+
+  python benchmarks/auo_memory_benchmark.py            # ~3 min, appends RESULTS.md
+  python benchmarks/auo_memory_benchmark.py --no_record --chunks 8
+
+For the `cpu` configs of LC-Rec, Ghost w/o AUO and Ghost on MovieLens-100k, compiles the
+train step `train/loop.py` runs (value_and_grad of the loss + AdamW) on a real batch and
+reports XLA's temp buffer (`memory_analysis`), for several `train.targets_per_chunk`. AUO
+packs every tail target's K_b distractor SIDs after the chunk's SID stream into one causal
+pass, so the sequence grows from W·L to W·L + C·K_b·(L − 1) tokens and the dense attention
+with it, quadratically. Workdirs (data, embeddings, SIDs) are cached under --workdir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import record  # pylint: disable=g-import-not-at-top,wrong-import-position
+from genrec_jax import methods  # pylint: disable=g-import-not-at-top,wrong-import-position
+from genrec_jax import run  # pylint: disable=g-import-not-at-top,wrong-import-position
+from genrec_jax.data import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from genrec_jax.data.load import load_dataset  # pylint: disable=g-import-not-at-top,wrong-import-position
+from genrec_jax.embed.cache import item_embeddings  # pylint: disable=g-import-not-at-top,wrong-import-position
+from genrec_jax.train import loop  # pylint: disable=g-import-not-at-top,wrong-import-position
+from genrec_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROWS = (('LC-Rec', 'configs/lcrec_ins.py', 'cpu'),
+        ('Ghost w/o AUO', 'configs/ghost_ins.py', 'cpu_noauo'),
+        ('Ghost', 'configs/ghost_ins.py', 'cpu'))
+
+
+def load_config(path: str, variant: str):
+  namespace = {}
+  exec(compile(open(os.path.join(REPO, path)).read(), path, 'exec'), namespace)
+  return namespace['get_config'](variant)
+
+
+def step_memory(config, workdir: str) -> dict:
+  """XLA's temp bytes and the token length of one compiled train step of `config`."""
+  sids = run.train_and_evaluate(config, workdir, tokenize_only=True)['sids']
+  dataset = load_dataset(config.data, workdir)
+  method = methods.get(config.method).build(
+      config, dataset, sids, embeddings=item_embeddings(config.embed, dataset, workdir))
+  tc = config.train
+  tx, schedule = state_lib.make_optimizer(tc, 1000, None)
+  params = method.init(jax.random.PRNGKey(0))
+  state = state_lib.TrainState(step=np.int32(0), params=params, opt_state=tx.init(params))
+  batch = next(pipeline.train_iterator(
+      dataset, batch_size=tc.batch_size, seed=0, kind=tc.example_kind,
+      targets_per_chunk=tc.targets_per_chunk,
+      transform=getattr(method, 'prepare_batch', None)))
+  step = jax.jit(loop.make_train_step(method, tx, schedule))
+  compiled = step.lower(state, batch, jax.random.PRNGKey(1)).compile()
+  return {'temp': compiled.memory_analysis().temp_size_in_bytes,
+          'width': batch['items'].shape[1], 'sid_len': method.item_tokens.shape[1],
+          'batch': tc.batch_size}
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--workdir', default='/tmp/genrec_auo_memory')
+  parser.add_argument('--chunks', default='32,16,8', help='train.targets_per_chunk values')
+  parser.add_argument('--no_record', action='store_true')
+  args = parser.parse_args(argv)
+  lines = ['| row | targets per chunk | batch | items per chunk | SID tokens | XLA temp (GiB) '
+           '| vs w/o AUO |', '|---|---|---|---|---|---|---|']
+  for chunk in [int(c) for c in args.chunks.split(',')]:
+    base = None
+    for name, path, variant in ROWS:
+      config = load_config(path, variant)
+      config.train.targets_per_chunk = chunk
+      workdir = os.path.join(args.workdir, name.replace(' ', '_').replace('/', '_'))
+      m = step_memory(config, workdir)
+      base = m['temp'] if name == 'Ghost w/o AUO' else base
+      ratio = f'{m["temp"] / base:.1f}x' if name == 'Ghost' else ''
+      lines.append(f'| {name} | {chunk} | {m["batch"]} | {m["width"]} | {m["sid_len"]} | '
+                   f'{m["temp"] / 2**30:.2f} | {ratio} |')
+      print(lines[-1], flush=True)
+  table = '\n'.join(lines)
+  print(table)
+  if not args.no_record:
+    entry = '\n'.join([
+        f'- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}',
+        f'- machine: nproc {os.cpu_count()}, CPU {record.cpu_model()}, jax {jax.__version__}',
+        f'- command: `python benchmarks/auo_memory_benchmark.py --chunks {args.chunks}`',
+        '', table])
+    record.add_entry(os.path.join(REPO, 'benchmarks', 'RESULTS.md'),
+                     'Memory: Ghost\'s AUO training step', entry)
+
+
+if __name__ == '__main__':
+  main()
