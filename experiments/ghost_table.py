@@ -2,12 +2,16 @@ r"""Ghost's Tables I and II on MovieLens-100k (`cpu`) or the papers' Instruments
 
 Run every row for several seeds, then write the tables and figures:
   python -m launch.sweep --sweep=experiments/ghost_table.py --sweep_arg=cpu \
-      --root=runs/ghost_table --seeds=0,1,2
-  python experiments/ghost_table.py --root=runs/ghost_table --out=experiments/ghost_table_ml100k
+      --root=runs/ghost_table --keep=experiments/runs/ghost_ml100k --seeds=0,1,2
+  python experiments/ghost_table.py --root=experiments/runs/ghost_ml100k \
+      --out=experiments/ghost_table_ml100k
 and on Instruments (LC-Rec format, no item text: co-occurrence item vectors):
   python -m launch.sweep --sweep=experiments/ghost_table.py --sweep_arg=ins \
-      --root=runs/ghost_ins --seeds=0,1,2
-  python experiments/ghost_table.py --root=runs/ghost_ins --out=experiments/ghost_table_ins
+      --root=runs/ghost_ins --keep=experiments/runs/ghost_ins --seeds=0,1,2
+  python experiments/ghost_table.py --root=experiments/runs/ghost_ins \
+      --out=experiments/ghost_table_ins
+`--keep` copies each finished run's record into the repository (experiments/runs/), so the
+report is rebuilt from committed records and later seeds add to them.
 
 The SASRec row runs first: LETTER's tokenizer reads its item embeddings (runs of seed k use
 the SASRec run of seed 0). Every row uses the same protocol (full ranking, past items not
@@ -73,7 +77,8 @@ def get_sweep(variant: str, root: str) -> list[dict]:
         ('TIGER', f'configs/tiger_ins.py:{variant}', {}),
         ('LC-Rec (CF SIDs)', f'configs/lcrec_ins.py:{variant}', {}),
         ('Ghost (CF SIDs)', f'configs/ghost_ins.py:{variant}', {}),
-        # LC-Rec's instruction prompt around the SIDs (per-prefix; ~7x the stream's cost).
+        # LC-Rec's instruction prompt around the SIDs (one example per prefix: ~13x the
+        # stream's epoch time here).
         ('LC-Rec (prompt)', f'configs/lcrec_ins.py:{variant}_prompt', {}),
     ]
   sasrec = os.path.join(root, 'SASRec', 'seed0')

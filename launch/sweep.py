@@ -4,7 +4,10 @@ A sweep file defines get_sweep(arg, root) -> rows {'name', 'config'
 ('configs/x.py[:variant]'), 'overrides' ({'a.b': value})}; each row runs once per seed in
 <root>/<name>/seed<k> (rows may point at other rows' workdirs under root). Runs that already
 have results.json are skipped, and interrupted ones resume from their checkpoints, so a sweep
-can be re-launched until it is complete.
+can be re-launched until it is complete. With --keep=DIR (a directory in the repository) each
+finished run's record (results.json, metrics.jsonl, config.json; no checkpoints) is copied to
+DIR/<name>/seed<k>, and runs recorded there count as done: seeds accumulate across machines
+and sessions, and reports can be rebuilt from DIR alone.
 
   local   one run after the other on this machine:
             python -m launch.sweep --sweep=experiments/ghost_table.py --root=runs/ghost --seeds=0,1,2
@@ -20,6 +23,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +39,9 @@ flags.DEFINE_list('seeds', ['0'], 'Seeds to run each row with.')
 flags.DEFINE_enum('launcher', 'local', ['local', 'slurm'], 'Where to run.')
 flags.DEFINE_string('slurm_args', '', 'Extra #SBATCH arguments, e.g. "--gres=gpu:1 -t 4:00:00".')
 flags.DEFINE_string('only', '', 'Comma-separated row names to run (default: all).')
+flags.DEFINE_string('keep', '', 'Directory that keeps each finished run\'s record; runs '
+                    'recorded there are skipped.')
+RECORD_FILES = ('config.json', 'metrics.jsonl', 'results.json')  # results.json, the marker, last
 
 
 def load_sweep(path: str, arg: str, root: str) -> list[dict]:
@@ -44,16 +51,19 @@ def load_sweep(path: str, arg: str, root: str) -> list[dict]:
   return module.get_sweep(arg, root)
 
 
-def expand(rows: list[dict], root: str, seeds) -> list[dict]:
-  """One entry per (row, seed): name, workdir and the command line."""
+def expand(rows: list[dict], root: str, seeds, keep: str = '') -> list[dict]:
+  """One entry per (row, seed): name, workdir, the command line and where its record is kept
+  ('' if nowhere)."""
   runs = []
   for row in rows:
     for seed in seeds:
-      workdir = os.path.join(root, run_dir_name(row['name']), f'seed{seed}')
+      run = os.path.join(run_dir_name(row['name']), f'seed{seed}')
+      workdir = os.path.join(root, run)
       args = [f'--config={row["config"]}', f'--workdir={workdir}', f'--config.seed={seed}',
               f'--config.name={row["name"]}']
       args += [f'--config.{k}={_flag_value(v)}' for k, v in row.get('overrides', {}).items()]
       runs.append({'name': row['name'], 'seed': int(seed), 'workdir': workdir,
+                   'kept': os.path.join(keep, run) if keep else '',
                    'command': [sys.executable, '-m', 'genrec_jax.main', *args]})
   return runs
 
@@ -77,8 +87,13 @@ def run_local(runs: list[dict]) -> int:
   failed = 0
   env = {**MALLOC_ENV, **os.environ}
   for i, spec in enumerate(runs):
+    if spec['kept'] and os.path.exists(os.path.join(spec['kept'], 'results.json')):
+      print(f'[{i + 1}/{len(runs)}] {spec["name"]} seed {spec["seed"]}: kept in '
+            f'{spec["kept"]}, skipped')
+      continue
     if os.path.exists(os.path.join(spec['workdir'], 'results.json')):
       print(f'[{i + 1}/{len(runs)}] {spec["name"]} seed {spec["seed"]}: done, skipped')
+      keep_record(spec)
       continue
     print(f'[{i + 1}/{len(runs)}] {spec["name"]} seed {spec["seed"]}: {shlex.join(spec["command"])}',
           flush=True)
@@ -89,7 +104,20 @@ def run_local(runs: list[dict]) -> int:
     print(f'    exit {code} after {time.time() - start:.0f} s (log: {spec["workdir"]}/log.txt)',
           flush=True)
     failed += code != 0
+    if code == 0:
+      keep_record(spec)
   return failed
+
+
+def keep_record(spec: dict) -> None:
+  """Copies a finished run's record files to spec['kept'] (if set)."""
+  if not spec['kept']:
+    return
+  os.makedirs(spec['kept'], exist_ok=True)
+  for name in RECORD_FILES:
+    source = os.path.join(spec['workdir'], name)
+    if os.path.exists(source):
+      shutil.copyfile(source, os.path.join(spec['kept'], name))
 
 
 def write_slurm(runs: list[dict], root: str, extra: str) -> str:
@@ -97,7 +125,12 @@ def write_slurm(runs: list[dict], root: str, extra: str) -> str:
   table = os.path.join(root, 'runs.txt')
   with open(table, 'w') as f:
     for spec in runs:
-      f.write(shlex.join(spec['command']) + '\n')
+      line = shlex.join(spec['command'])
+      if spec['kept']:  # the local launcher's keep_record, in the job
+        files = [os.path.join(spec['workdir'], name) for name in RECORD_FILES]
+        line += (f' && mkdir -p {shlex.quote(spec["kept"])} && cp '
+                 f'{shlex.join(files)} {shlex.quote(spec["kept"])}/')
+      f.write(line + '\n')
   script = os.path.join(root, 'sweep.sbatch')
   lines = ['#!/bin/bash', f'#SBATCH --array=1-{len(runs)}', '#SBATCH --job-name=genrec_jax',
            f'#SBATCH --output={root}/slurm-%A_%a.out']
@@ -115,8 +148,10 @@ def main(argv):
   rows = load_sweep(FLAGS.sweep, FLAGS.sweep_arg, FLAGS.root)
   if FLAGS.only:
     rows = [r for r in rows if r['name'] in FLAGS.only.split(',')]
-  runs = expand(rows, FLAGS.root, FLAGS.seeds)
+  runs = expand(rows, FLAGS.root, FLAGS.seeds, FLAGS.keep)
   if FLAGS.launcher == 'slurm':
+    runs = [r for r in runs if not r['kept'] or not os.path.exists(
+        os.path.join(r['kept'], 'results.json'))]
     print(f'sbatch {write_slurm(runs, FLAGS.root, FLAGS.slurm_args)}')
     return
   sys.exit(1 if run_local(runs) else 0)

@@ -29,6 +29,31 @@ def test_ghost_table_sweep_expands_to_valid_commands(tmp_path):
   assert len(open(tmp_path / 'runs.txt').read().splitlines()) == len(runs)
 
 
+def test_local_sweep_keeps_records_and_skips_kept_runs(tmp_path):
+  rows = [{'name': 'Ghost w/o AUO', 'config': 'configs/ghost_ins.py:smoke', 'overrides': {}}]
+  runs = sweep.expand(rows, str(tmp_path / 'root'), ['0', '1'], keep=str(tmp_path / 'kept'))
+  assert runs[1]['kept'] == str(tmp_path / 'kept' / 'Ghost_w_o_AUO' / 'seed1')
+  for spec in runs:  # a stand-in for genrec_jax.main that writes a run's record files
+    spec['command'] = [sys.executable, '-c', (
+        'import json, os, sys; d = sys.argv[1]\n'
+        'for f in ("config.json", "metrics.jsonl", "results.json"):\n'
+        '  open(os.path.join(d, f), "w").write(json.dumps({"file": f}))'), spec['workdir']]
+  assert sweep.run_local(runs) == 0
+  for spec in runs:
+    for name in sweep.RECORD_FILES:
+      assert json.load(open(os.path.join(spec['kept'], name))) == {'file': name}
+  # On a new machine (root gone) the kept runs are not run again; a new seed is.
+  fresh = sweep.expand(rows, str(tmp_path / 'new_root'), ['0', '1', '2'],
+                       keep=str(tmp_path / 'kept'))
+  for spec in fresh:
+    spec['command'] = [sys.executable, '-c', 'raise SystemExit(3)']
+  assert sweep.run_local(fresh) == 1  # only seed 2 ran (and failed)
+  assert not os.path.exists(fresh[0]['workdir']) and os.path.exists(fresh[2]['workdir'])
+  script = sweep.write_slurm(fresh[2:], str(tmp_path / 'new_root'), '')
+  line = open(tmp_path / 'new_root' / 'runs.txt').read()
+  assert f'mkdir -p {fresh[2]["kept"]} && cp ' in line and script.endswith('sweep.sbatch')
+
+
 def _fake_run(root, name, seed, rng):
   metrics = {}
   for k in (5, 10):
