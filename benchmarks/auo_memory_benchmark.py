@@ -23,11 +23,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import record  # pylint: disable=g-import-not-at-top,wrong-import-position
-from genrec_jax import methods  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax import run  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.data import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.data.load import load_dataset  # pylint: disable=g-import-not-at-top,wrong-import-position
-from genrec_jax.embed.cache import item_embeddings  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.train import loop  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.train import state as state_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -45,10 +43,8 @@ def load_config(path: str, variant: str):
 
 def step_memory(config, workdir: str) -> dict:
   """XLA's temp bytes and the token length of one compiled train step of `config`."""
-  sids = run.train_and_evaluate(config, workdir, tokenize_only=True)['sids']
   dataset = load_dataset(config.data, workdir)
-  method = methods.get(config.method).build(
-      config, dataset, sids, embeddings=item_embeddings(config.embed, dataset, workdir))
+  method = run.build_method(config, dataset, workdir)
   tc = config.train
   tx, schedule = state_lib.make_optimizer(tc, 1000, None)
   params = method.init(jax.random.PRNGKey(0))

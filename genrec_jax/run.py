@@ -46,18 +46,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # ------------------------------------------------------------------------------ data --
   dataset = load_dataset(config.data, workdir)
 
-  # ----------------------------------------------------------------- embeddings, SIDs --
-  module = methods.get(config.method)
-  embeddings = sids = None
-  if getattr(module, 'uses_sids', False) or tokenize_only:
-    embeddings = item_embeddings(config.embed, dataset, workdir)
-    sids = build_sids(config.tokenize, dataset, embeddings, config.seed, workdir)
-    print(describe_sids(sids, dataset.is_head))
-    if tokenize_only:
-      return {'sids': sids}
-
-  # ---------------------------------------------------------------------------- method --
-  method = module.build(config, dataset, sids, embeddings=embeddings)
+  # ----------------------------------------------------------- SIDs, then the method --
+  if tokenize_only:
+    return {'sids': item_sids(config, dataset, workdir)[1]}
+  method = build_method(config, dataset, workdir)
   writer = MetricWriter(workdir)
 
   # ------------------------------------------------------------------------- train/fit --
@@ -88,6 +80,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if is_writer:
     write_results(results, config.eval.ks, workdir)
   return results
+
+
+def item_sids(config: ml_collections.ConfigDict, dataset, workdir: str):
+  """(item embeddings, SIDs) of `config` on `dataset`, built once and then read from the
+  workdir's caches; prints the SID statistics."""
+  embeddings = item_embeddings(config.embed, dataset, workdir)
+  sids = build_sids(config.tokenize, dataset, embeddings, config.seed, workdir)
+  print(describe_sids(sids, dataset.is_head))
+  return embeddings, sids
+
+
+def build_method(config: ml_collections.ConfigDict, dataset, workdir: str):
+  """The method named by config.method on `dataset` (with its SIDs if it uses them)."""
+  module = methods.get(config.method)
+  embeddings = sids = None
+  if getattr(module, 'uses_sids', False):
+    embeddings, sids = item_sids(config, dataset, workdir)
+  return module.build(config, dataset, sids, embeddings=embeddings)
 
 
 def write_results(results: dict, ks, workdir: str) -> str:
