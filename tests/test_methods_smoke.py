@@ -1,6 +1,7 @@
 """Every method trains and evaluates end to end from its config on synthetic data, in
 seconds, and an eval-only run from the saved checkpoint reproduces its test metrics."""
 
+import importlib.util
 import math
 import os
 
@@ -91,6 +92,24 @@ def test_method_trains_evaluates_and_reloads(method, overrides, reload, embeddin
   again = run.train_and_evaluate(config, workdir, eval_only=True)
   assert again['splits']['test']['hr@10'] == results['splits']['test']['hr@10']
   assert again['splits']['test']['ndcg@20'] == results['splits']['test']['ndcg@20']
+  if method == 'ghost':
+    _check_tail_diagnosis(workdir, results['splits']['test'])
+
+
+def _check_tail_diagnosis(workdir, test):
+  """experiments/tail_diagnosis.py rebuilds the run from its config.json: its beam hits are
+  the run's HR@10, and a hit's teacher-forced log P clears the 10th beam score."""
+  spec = importlib.util.spec_from_file_location(
+      'tail_diagnosis', os.path.join(os.path.dirname(__file__), '..', 'experiments',
+                                     'tail_diagnosis.py'))
+  diagnosis = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(diagnosis)
+  rows, is_tail, _ = diagnosis.target_log_probs(workdir)
+  assert rows['hit'].mean() == pytest.approx(test['hr@10'])
+  assert rows['hit'][is_tail].mean() == pytest.approx(test['hr@10/tail'])
+  total = np.nansum(rows['log_p'], axis=1)
+  assert np.all(total[rows['hit']] >= rows['bar'][rows['hit']] - 1e-4)
+  assert np.all(np.isfinite(rows['log_p'][:, 0]))  # every SID has a first token
 
 
 @pytest.mark.parametrize('backbone', ['lcrec', 'tiger'])
