@@ -32,8 +32,8 @@ from genrec_jax.train import loop  # pylint: disable=g-import-not-at-top,wrong-i
 
 
 def target_log_probs(workdir: str, split: str = 'test', k: int = 10):
-  """(per-token log P [U, L] (NaN past the SID's end), the k-th beam score [U], is_tail [U],
-  hit@k [U]) of a run's `split` targets."""
+  """({'log_p': per-token log P [U, L] (NaN past the SID's end), 'bar': the k-th beam score
+  [U], 'hit': target in the top k [U]}, is_tail [U], the run's name) for `split`'s targets."""
   with open(os.path.join(workdir, 'config.json')) as f:
     config = ml_collections.ConfigDict(json.load(f))
   dataset = load_dataset(config.data, workdir)

@@ -87,7 +87,7 @@ def run_local(runs: list[dict]) -> int:
   failed = 0
   env = {**MALLOC_ENV, **os.environ}
   for i, spec in enumerate(runs):
-    if spec['kept'] and os.path.exists(os.path.join(spec['kept'], 'results.json')):
+    if is_kept(spec):
       print(f'[{i + 1}/{len(runs)}] {spec["name"]} seed {spec["seed"]}: kept in '
             f'{spec["kept"]}, skipped')
       continue
@@ -107,6 +107,11 @@ def run_local(runs: list[dict]) -> int:
     if code == 0:
       keep_record(spec)
   return failed
+
+
+def is_kept(spec: dict) -> bool:
+  """Whether the run's record is already kept (its results.json, copied last, is there)."""
+  return bool(spec['kept']) and os.path.exists(os.path.join(spec['kept'], 'results.json'))
 
 
 def keep_record(spec: dict) -> None:
@@ -150,8 +155,7 @@ def main(argv):
     rows = [r for r in rows if r['name'] in FLAGS.only.split(',')]
   runs = expand(rows, FLAGS.root, FLAGS.seeds, FLAGS.keep)
   if FLAGS.launcher == 'slurm':
-    runs = [r for r in runs if not r['kept'] or not os.path.exists(
-        os.path.join(r['kept'], 'results.json'))]
+    runs = [r for r in runs if not is_kept(r)]
     print(f'sbatch {write_slurm(runs, FLAGS.root, FLAGS.slurm_args)}')
     return
   sys.exit(1 if run_local(runs) else 0)
