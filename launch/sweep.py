@@ -125,6 +125,24 @@ def keep_record(spec: dict) -> None:
       shutil.copyfile(source, os.path.join(spec['kept'], name))
 
 
+def check_keep_is_committable(keep: str) -> None:
+  """Fails if git would ignore the records --keep writes (they would never be committed)."""
+  keep = os.path.abspath(keep)
+  existing = keep
+  while not os.path.isdir(existing):
+    existing = os.path.dirname(existing)
+  probe = os.path.join(keep, 'row', 'seed0', 'results.json')
+  try:
+    result = subprocess.run(['git', '-C', existing, 'check-ignore', '-v', probe],
+                            capture_output=True, text=True, check=False)
+  except FileNotFoundError:  # no git: nothing to check
+    return
+  if result.returncode == 0:  # 1: not ignored; 128: not in a repository
+    raise ValueError(f'--keep={keep}: git ignores the records written there (rule '
+                     f'{result.stdout.split(chr(9))[0]}); choose another directory or change '
+                     'that .gitignore rule.')
+
+
 def write_slurm(runs: list[dict], root: str, extra: str) -> str:
   os.makedirs(root, exist_ok=True)
   table = os.path.join(root, 'runs.txt')
@@ -153,6 +171,8 @@ def main(argv):
   rows = load_sweep(FLAGS.sweep, FLAGS.sweep_arg, FLAGS.root)
   if FLAGS.only:
     rows = [r for r in rows if r['name'] in FLAGS.only.split(',')]
+  if FLAGS.keep:
+    check_keep_is_committable(FLAGS.keep)
   runs = expand(rows, FLAGS.root, FLAGS.seeds, FLAGS.keep)
   if FLAGS.launcher == 'slurm':
     runs = [r for r in runs if not is_kept(r)]

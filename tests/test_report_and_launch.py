@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from genrec_jax.report import tables
 from launch import sweep
@@ -52,6 +53,16 @@ def test_local_sweep_keeps_records_and_skips_kept_runs(tmp_path):
   script = sweep.write_slurm(fresh[2:], str(tmp_path / 'new_root'), '')
   line = open(tmp_path / 'new_root' / 'runs.txt').read()
   assert f'mkdir -p {fresh[2]["kept"]} && cp ' in line and script.endswith('sweep.sbatch')
+
+
+def test_keep_refuses_a_directory_git_ignores(tmp_path):
+  subprocess.run(['git', 'init', '-q', str(tmp_path)], check=True)
+  (tmp_path / '.gitignore').write_text('runs/\n')
+  with pytest.raises(ValueError, match=r'\.gitignore:1:runs/'):
+    sweep.check_keep_is_committable(str(tmp_path / 'experiments' / 'runs' / 'table'))
+  sweep.check_keep_is_committable(str(tmp_path / 'experiments' / 'kept'))
+  # This repository keeps its records under experiments/runs/ (checked where it is a clone).
+  sweep.check_keep_is_committable(os.path.join(REPO, 'experiments', 'runs', 'ghost_ml100k'))
 
 
 def _fake_run(root, name, seed, rng):
