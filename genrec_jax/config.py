@@ -97,6 +97,15 @@ TABLE_VARIANTS = ('cpu', 'ins', 'paper', 'smoke')
 QWEN25_3B_DIR = 'checkpoints/Qwen2.5-3B'  # a local copy of Qwen/Qwen2.5-3B (not downloaded)
 
 
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """'configs/x.py[:variant]' -> its get_config(variant), read as `--config=` reads it."""
+  path, _, variant = spec.partition(':')
+  namespace = {}
+  with open(path) as f:
+    exec(compile(f.read(), path, 'exec'), namespace)  # pylint: disable=exec-used
+  return namespace['get_config'](variant) if variant else namespace['get_config']()
+
+
 def table_config(method: str, variant: str,
                  method_defaults: ml_collections.ConfigDict | None = None
                  ) -> ml_collections.ConfigDict:

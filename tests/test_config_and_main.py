@@ -26,9 +26,7 @@ def test_every_config_file_loads_and_validates():
   files = sorted(glob.glob(os.path.join(REPO, 'configs', '*.py')))
   assert files
   for path in files:
-    namespace = {}
-    exec(compile(open(path).read(), path, 'exec'), namespace)  # as config_flags does
-    config_lib.validate(namespace['get_config']())
+    config_lib.validate(config_lib.load_config_file(path))
 
 
 @pytest.mark.parametrize('path, variant', [
@@ -37,10 +35,7 @@ def test_every_config_file_loads_and_validates():
 ])
 def test_instruction_prompt_variants_validate(path, variant):
   """The `paper` variants (Qwen2.5-3B) train per prefix on LC-Rec's seqrec prompt."""
-  path = os.path.join(REPO, 'configs', path)
-  namespace = {}
-  exec(compile(open(path).read(), path, 'exec'), namespace)
-  config = namespace['get_config'](variant)
+  config = config_lib.load_config_file(os.path.join(REPO, 'configs', f'{path}:{variant}'))
   config_lib.validate(config)
   assert 'seqrec' in config.instructions.tasks
   assert config.train.example_kind == 'prefix'

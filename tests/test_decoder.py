@@ -332,6 +332,33 @@ def test_shared_prompt_decoding_equals_a_repeated_full_cache(tmp_path):
     full, small = (jax.tree.map(lambda x: x[rows], c) for c in (full, small))
 
 
+@pytest.mark.parametrize('family', ['qwen3', 'llama'])
+def test_branch_logits_equal_each_branch_run_on_its_own(tmp_path, family):
+  """Branches (Ghost's distractors) against the brute force: tokens[:start] + branch."""
+  hf, _ = _write_checkpoint(tmp_path, family)
+  ckpt = hf_loading.load_checkpoint(tmp_path)
+  model = transformer.Transformer(ckpt.config)
+  rng = np.random.default_rng(3)
+  tokens, mask = _padded_batch(_sequences(hf['vocab_size'], [7, 5]), LENGTH, ['right'] * 2)
+  branches = rng.integers(0, hf['vocab_size'], (2, 3, 3)).astype(np.int32)
+  branches[0, 1, 2] = -1  # a shorter branch
+  branches[1, 2] = -1  # an unused one
+  starts = np.array([[0, 3, 6], [2, 5, 1]], np.int32)
+  seq_logits, branch_logits = jax.jit(
+      lambda p, *a: model.apply({'params': p}, *a, method=model.branch_logits))(
+          ckpt.params, tokens, mask, branches, starts)
+  full = _forward(model, ckpt.params, tokens, None, mask).logits
+  np.testing.assert_allclose(seq_logits, full, **TOL)
+  for b in range(2):
+    for r in range(3):
+      branch = branches[b, r][branches[b, r] >= 0]
+      if not len(branch):
+        continue
+      alone = np.concatenate([tokens[b, :starts[b, r]], branch])[None]
+      expected = _forward(model, ckpt.params, alone).logits[0, starts[b, r]:]
+      np.testing.assert_allclose(branch_logits[b, r, :len(branch)], expected, **TOL)
+
+
 # ---------------------------------------------------------------------------
 # Loader errors.
 # ---------------------------------------------------------------------------

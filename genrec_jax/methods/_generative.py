@@ -169,10 +169,10 @@ class GenerativeRecommender:
   def sequence_terms(self, params, batch, rng):
     """Per target item of a chunk: (NLL [B, W], AUO [B, W] or None), zero elsewhere.
 
-    With AUO, each tail target's distractor SIDs are packed after the chunk's SID stream
-    into the same sequence: a distractor token attends to the stream before its target item
-    and to its own earlier tokens, at the positions the target's tokens take (RoPE), so
-    every distractor is teacher-forced from exactly the target's history in one pass.
+    With AUO, each tail target's distractor SIDs branch off the chunk's SID stream at the
+    target's first token: a distractor reads the stream before its target item and its own
+    earlier tokens, at the positions the target's tokens take (RoPE), so every distractor is
+    teacher-forced from exactly the target's history, with the stream's keys computed once.
     """
     items, is_target = batch['items'], batch['is_target']
     batch_size, width = items.shape
@@ -182,10 +182,7 @@ class GenerativeRecommender:
     starts = jnp.cumsum(counts, axis=1) - counts  # stream position of each item's first token
     item_index = jnp.broadcast_to(jnp.arange(width)[None, :], items.shape)
     tokens, token_item, token_target = stream(self.item_tokens, items, item_index, is_target)
-    num_stream = tokens.shape[1]
     use_auo = self.auo_weight > 0 and self.distractors is not None
-    positions = jnp.broadcast_to(jnp.arange(num_stream)[None, :], tokens.shape)
-    inputs, attention = tokens, None
     if use_auo:
       active = is_target & (items >= 0) & self.is_tail[jnp.maximum(items, 0)]  # [B, W]
       # Distractors only for the tail-target slots: at most C = width - H targets per chunk.
@@ -197,25 +194,12 @@ class GenerativeRecommender:
       distractors = item_tokens_of(self.item_tokens, self.distractors[slot_items])  # [B,S,K,L]
       distractors = jnp.where(slot_active[..., None, None], distractors, -1)
       num_k = distractors.shape[2]
-      packed = distractors[..., :-1].reshape(batch_size, -1)  # tokens 0..L-2 as inputs
-      group = jnp.repeat(jnp.arange(num_slots * num_k), length - 1)  # (slot, k) of a token
-      packed_pos = jnp.broadcast_to(  # a distractor takes its target's RoPE positions
-          (slot_starts[:, :, None, None] + jnp.arange(length - 1)),
-          (batch_size, num_slots, num_k, length - 1)).reshape(batch_size, -1)
-      inputs = jnp.concatenate([tokens, packed], axis=1)
-      positions = jnp.concatenate([positions, packed_pos], axis=1)
-      num_packed = packed.shape[1]
-      # Distractor queries: stream keys before their target's first token, own group's keys.
-      packed_start = jnp.repeat(slot_starts, num_k * (length - 1), axis=1)  # [B, D]
-      to_stream = jnp.arange(num_stream)[None, None, :] < packed_start[:, :, None]  # [B, D, T]
-      to_packed = jnp.broadcast_to((group[:, None] == group[None, :])[None],
-                                   (batch_size, num_packed, num_packed))
-      distractor_rows = jnp.concatenate([to_stream, to_packed], axis=2)
-      stream_rows = jnp.ones((batch_size, num_stream, num_stream + num_packed), bool)
-      attention = jnp.concatenate([stream_rows, distractor_rows], axis=1)
-    logits = self.backbone.sequence_logits(params, inputs, inputs >= 0, rng, positions,
-                                           attention)
-    stream_logits = logits[:, :num_stream]
+      stream_logits, branch_logits = self.backbone.branch_logits(
+          params, tokens, tokens >= 0,
+          distractors[..., :-1].reshape(batch_size, num_slots * num_k, length - 1),  # inputs
+          jnp.repeat(slot_starts, num_k, axis=1))
+    else:
+      stream_logits = self.backbone.sequence_logits(params, tokens, tokens >= 0, rng)
     labels = jnp.where(token_target[:, 1:], tokens[:, 1:], -1)  # token q+1 from query q
     token_nll = -sequence_log_probs(stream_logits[:, :-1], labels)  # [B, T-1]
     owner = jnp.where(labels >= 0, token_item[:, 1:], width)  # item of each loss token
@@ -226,7 +210,7 @@ class GenerativeRecommender:
     before = jnp.take_along_axis(stream_logits, jnp.maximum(slot_starts - 1, 0)[..., None],
                                  axis=1)  # [B, S, V]
     first = sequence_log_probs(before[:, :, None, :], distractors[..., 0])  # [B, S, K]
-    rest_logits = logits[:, num_stream:].reshape(batch_size, num_slots, num_k, length - 1, -1)
+    rest_logits = branch_logits.reshape(batch_size, num_slots, num_k, length - 1, -1)
     rest = sequence_log_probs(rest_logits, distractors[..., 1:])  # [B, S, K, L-1]
     log_probs = jnp.concatenate([first[..., None], rest], axis=-1)
     slot_auo = jnp.where(slot_active, unlikelihood(log_probs, distractors >= 0).sum((2, 3)), 0.)

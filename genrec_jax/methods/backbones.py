@@ -6,9 +6,11 @@ needs:
   continuation_logits(params, history [B, Th] left-padded, continuations [B, R, L], rng)
       -> logits [B, R, L, V]; logits[:, r, i] is the distribution of token i of
          continuation r given the history and that continuation's tokens before i
-  sequence_logits(params, tokens [B, T], valid [B, T], rng, positions=None, attention=None)
-      -> causal logits [B, T, V] (whole-sequence training; decoder-only backbones); optional
-         RoPE positions [B, T] and an extra attention mask [B, T, T] for packed sequences
+  sequence_logits(params, tokens [B, T], valid [B, T], rng)
+      -> causal logits [B, T, V] (whole-sequence training; decoder-only backbones)
+  branch_logits(params, tokens [B, T], valid [B, T], branches [B, R, Lb], starts [B, R])
+      -> (sequence logits [B, T, V], branch logits [B, R, Lb, V]): branch r of row b as if
+         it replaced the row's tokens from slot starts[b, r] on (Ghost's distractors)
   prefill(params, history, max_decode_len) -> (first-token logits [B, V], cache, shared)
   decode_step(params, tokens [B * E], cache, shared) -> (logits [B * E, V], cache)
       the beam search repeats `cache` per beam (E beams) and gathers it along with them;
@@ -51,10 +53,13 @@ class DecoderBackbone:
     first = jnp.broadcast_to(first_logits[:, None, None], (batch, num_cont, 1, rest.shape[-1]))
     return jnp.concatenate([first, rest], axis=2)
 
-  def sequence_logits(self, params, tokens, valid, rng, positions=None, attention=None):
+  def sequence_logits(self, params, tokens, valid, rng):
     del rng
-    return self.model.apply({'params': params}, tokens, positions, valid,
-                            attention_mask=attention).logits
+    return self.model.apply({'params': params}, tokens, mask=valid).logits
+
+  def branch_logits(self, params, tokens, valid, branches, starts):
+    return self.model.apply({'params': params}, tokens, valid, branches, starts,
+                            method=transformer_lib.Transformer.branch_logits)
 
   def prefill(self, params, history, max_decode_len):
     return transformer_lib.prefill_shared(self.model, params, history, history >= 0,

@@ -8,7 +8,7 @@
          L_AUO = −Σ_{d ∈ distractors(v)} Σ_i log(1 − P(c_d^(i) | h, c_d^(<i)));
          L = L_NLL + α·L_AUO, α = ghost.alpha (0.1).
 The loss is computed by the shared generative stage (methods/_generative.py), with per-prefix
-examples or whole-sequence chunks (distractors packed after the chunk's stream); either way
+examples or whole-sequence chunks (distractors branch off the chunk's stream); either way
 each distractor is teacher-forced from its target's own history.
 
 Ablations are config switches: ghost.auo=False (w/o AUO), tokenize.method='rq_kmeans'

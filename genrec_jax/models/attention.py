@@ -70,7 +70,8 @@ class Attention(nn.Module):
       cache_index: [B] int32 slot where x's first token is written (with a cache).
       prompt: {'k', 'v'} [U, P, K, H] keys before the cache's, shared by the E rows of each
         prompt row and never copied (a beam search gathers only the small per-beam cache).
-      prompt_mask: [U, P] bool, real prompt tokens.
+      prompt_mask: [U, P] bool, the prompt keys every row of a prompt row may read, or
+        [B, P] per row (branches of one prompt that stop reading it at different points).
 
     Returns:
       (output [B, T, D], updated layer cache or None).
@@ -117,9 +118,10 @@ class Attention(nn.Module):
       by_prompt = query.reshape(rows, batch // rows, length, num_kv_heads, groups, head_dim)
       prompt_logits = jnp.einsum('UETKGH,UPKH->UEKGTP', by_prompt, prompt['k'],
                                  preferred_element_type=jnp.float32) * head_dim**-0.5
-      prompt_logits = jnp.where(prompt_mask[:, None, None, None, None, :], prompt_logits,
-                                MASK_VALUE)
       prompt_logits = prompt_logits.reshape(batch, num_kv_heads, groups, length, prompt_len)
+      if prompt_mask.shape[0] != batch:  # [U, P]: the same for the E rows of a prompt row
+        prompt_mask = jnp.repeat(prompt_mask, batch // rows, axis=0)
+      prompt_logits = jnp.where(prompt_mask[:, None, None, None, :], prompt_logits, MASK_VALUE)
       probs = jax.nn.softmax(jnp.concatenate([prompt_logits, logits], axis=-1),
                              axis=-1).astype(cfg.dtype)
       prompt_probs = probs[..., :prompt_len].reshape(

@@ -21,8 +21,10 @@ Writing past S is not checked inside jit (XLA clamps the write): size the cache 
 prompt length + number of decode steps.
 
 Shared prompt (`prefill_shared`): a beam search keeps each user's prompt keys/values once,
-{'mask': [U, P], 'layers': ({'k', 'v'} [U, P, K, H], ...)}, and a per-beam cache of only the
-generated tokens (row u * E + e is beam e of user u); `decode_step(..., prompt)` reads both.
+{'mask': [U, P] (or [U * E, P], per row), 'layers': ({'k', 'v'} [U, P, K, H], ...)}, and a
+per-beam cache of only the generated tokens (row u * E + e is beam e of user u);
+`decode_step(..., prompt)` reads both. `branch_logits` uses the same layout in training: R
+short branches per sequence, each reading the sequence's keys up to its own branch point.
 """
 
 from __future__ import annotations
@@ -244,8 +246,7 @@ class Transformer(nn.Module):
 
   def __call__(self, tokens: jax.Array, positions: jax.Array | None = None,
                mask: jax.Array | None = None, cache: Cache | None = None,
-               return_hidden: bool = False,
-               attention_mask: jax.Array | None = None) -> DecoderOutput:
+               return_hidden: bool = False) -> DecoderOutput:
     """Logits for every position of tokens [B, T].
 
     Args:
@@ -254,19 +255,16 @@ class Transformer(nn.Module):
       mask: [B, T], 1/True for real tokens, 0 for padding (left or right); None = all real.
       cache: a cache from `init_cache` / `prefill`; the tokens are appended to it.
       return_hidden: also return the final-norm hidden states [B, T, D].
-      attention_mask: [B, T, T] bool, AND-ed with the causal and padding masks (without a
-        cache), e.g. to pack several continuations of one prefix into one sequence.
 
     Returns:
       DecoderOutput(logits [B, T, V] float32, hidden or None, updated cache or None).
     """
-    hidden, cache = self.hidden_states(tokens, positions, mask, cache, attention_mask)
+    hidden, cache = self.hidden_states(tokens, positions, mask, cache)
     return DecoderOutput(self.logits(hidden), hidden if return_hidden else None, cache)
 
   def hidden_states(self, tokens: jax.Array, positions: jax.Array | None = None,
                     mask: jax.Array | None = None, cache: Cache | None = None,
-                    attention_mask: jax.Array | None = None, prompt: Cache | None = None
-                    ) -> tuple[jax.Array, Cache | None]:
+                    prompt: Cache | None = None) -> tuple[jax.Array, Cache | None]:
     """(final-norm hidden states [B, T, D], updated cache); arguments as in __call__, and
     a shared `prompt` read before the cache (see the module doc)."""
     batch, length = tokens.shape
@@ -279,11 +277,7 @@ class Transformer(nn.Module):
       key_mask = mask  # [B, S=T]
       causal = query_steps[None, :] <= query_steps[:, None]  # [T, S]
       attn_mask = causal[None] & key_mask[:, None, :]  # [B, T, S]
-      if attention_mask is not None:
-        attn_mask &= attention_mask
     else:
-      if attention_mask is not None:
-        raise ValueError('attention_mask is only supported without a cache.')
       start = cache['index']  # [B]
       if positions is None:
         positions = cache['position'][:, None] + positions_from_mask(mask)
@@ -343,6 +337,37 @@ class Transformer(nn.Module):
     cache = init_cache(self.config, tokens.shape[0], decode_len)
     cache['position'] = full['position']
     return logits, cache, {'mask': full['mask'], 'layers': full['layers']}
+
+  def branch_logits(self, tokens: jax.Array, mask: jax.Array, branches: jax.Array,
+                    branch_starts: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Causal logits of a batch of sequences and of short branches off them, in one pass.
+
+    Branch (b, r) reads sequence b's tokens before slot branch_starts[b, r] and then its
+    own earlier tokens, at RoPE positions branch_starts[b, r] + 0, 1, ...: the logits it gets
+    are those of the sequence tokens[b, :start] + branches[b, r] run on its own, but the
+    sequence's keys are computed once and read by every branch (R·Lb·T attention scores,
+    not (T + R·Lb)² as when packing the branches into the sequence).
+
+    Args:
+      tokens: [B, T] right-padded sequences (positions 0, 1, ...), mask [B, T] real tokens.
+      branches: [B, R, Lb] token ids, -1 for padding.
+      branch_starts: [B, R] int, the sequence slot each branch replaces onwards.
+
+    Returns:
+      (sequence logits [B, T, V], branch logits [B, R, Lb, V]).
+    """
+    batch, length = tokens.shape
+    num_branches, branch_len = branches.shape[1:]
+    hidden, full = self.hidden_states(tokens, None, mask, init_cache(self.config, batch, length))
+    before = jnp.arange(length)[None, None, :] < branch_starts[:, :, None]  # [B, R, T]
+    prompt = {'mask': (full['mask'][:, None, :] & before).reshape(-1, length),
+              'layers': full['layers']}
+    flat = branches.reshape(batch * num_branches, branch_len)
+    cache = init_cache(self.config, flat.shape[0], branch_len)
+    cache['position'] = branch_starts.reshape(-1).astype(jnp.int32)
+    branch_hidden, _ = self.hidden_states(flat, None, flat >= 0, cache, prompt=prompt)
+    branch_logits = self.logits(branch_hidden).reshape(batch, num_branches, branch_len, -1)
+    return self.logits(hidden), branch_logits
 
   def decode_step(self, tokens: jax.Array, cache: Cache,
                   prompt: Cache | None = None) -> tuple[jax.Array, Cache]:

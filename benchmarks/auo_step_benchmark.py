@@ -1,14 +1,16 @@
-r"""Memory of one training step: Ghost's AUO against the same model without it.
+r"""Memory and time of one training step: Ghost's AUO against the same model without it.
 
-  python benchmarks/auo_memory_benchmark.py            # ~3 min, appends RESULTS.md
-  python benchmarks/auo_memory_benchmark.py --no_record --chunks 8
+  python benchmarks/auo_step_benchmark.py            # ~5 min, appends RESULTS.md
+  python benchmarks/auo_step_benchmark.py --no_record --chunks 8
 
 For the `cpu` configs of LC-Rec, Ghost w/o AUO and Ghost on MovieLens-100k, compiles the
 train step `train/loop.py` runs (value_and_grad of the loss + AdamW) on a real batch and
-reports XLA's temp buffer (`memory_analysis`), for several `train.targets_per_chunk`. AUO
-packs every tail target's K_b distractor SIDs after the chunk's SID stream into one causal
-pass, so the sequence grows from W·L to W·L + C·K_b·(L − 1) tokens and the dense attention
-with it, quadratically. Workdirs (data, embeddings, SIDs) are cached under --workdir.
+reports XLA's temp buffer (`memory_analysis`) and the median wall time of a few steps, for
+several `train.targets_per_chunk`. AUO scores every tail target's K_b distractor SIDs as
+branches off the chunk's SID stream (`Transformer.branch_logits`): C·K_b branches of L − 1
+tokens that read the stream's keys, so attention grows by C·K_b·(L − 1)·W·L scores, not by
+packing them into the sequence (quadratic). Workdirs (data, embeddings, SIDs) are cached
+under --workdir.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import argparse
 import datetime
 import os
 import sys
+import time
 
 import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import record  # pylint: disable=g-import-not-at-top,wrong-import-position
+from genrec_jax import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax import run  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.data import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.data.load import load_dataset  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -35,14 +39,8 @@ ROWS = (('LC-Rec', 'configs/lcrec_ins.py', 'cpu'),
         ('Ghost', 'configs/ghost_ins.py', 'cpu'))
 
 
-def load_config(path: str, variant: str):
-  namespace = {}
-  exec(compile(open(os.path.join(REPO, path)).read(), path, 'exec'), namespace)
-  return namespace['get_config'](variant)
-
-
-def step_memory(config, workdir: str) -> dict:
-  """XLA's temp bytes and the token length of one compiled train step of `config`."""
+def measure_step(config, workdir: str, repeats: int = 3) -> dict:
+  """XLA's temp bytes, the median step time and the shapes of one compiled train step."""
   dataset = load_dataset(config.data, workdir)
   method = run.build_method(config, dataset, workdir)
   tc = config.train
@@ -55,9 +53,15 @@ def step_memory(config, workdir: str) -> dict:
       transform=getattr(method, 'prepare_batch', None)))
   step = jax.jit(loop.make_train_step(method, tx, schedule))
   compiled = step.lower(state, batch, jax.random.PRNGKey(1)).compile()
+  jax.block_until_ready(compiled(state, batch, jax.random.PRNGKey(1)))  # warm-up
+  times = []
+  for i in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(compiled(state, batch, jax.random.PRNGKey(2 + i)))
+    times.append(time.perf_counter() - start)
   return {'temp': compiled.memory_analysis().temp_size_in_bytes,
-          'width': batch['items'].shape[1], 'sid_len': method.item_tokens.shape[1],
-          'batch': tc.batch_size}
+          'seconds': float(np.median(times)), 'width': batch['items'].shape[1],
+          'sid_len': method.item_tokens.shape[1], 'batch': tc.batch_size}
 
 
 def main(argv=None) -> None:
@@ -67,18 +71,20 @@ def main(argv=None) -> None:
   parser.add_argument('--no_record', action='store_true')
   args = parser.parse_args(argv)
   lines = ['| row | targets per chunk | batch | items per chunk | SID tokens | XLA temp (GiB) '
-           '| vs w/o AUO |', '|---|---|---|---|---|---|---|']
+           '| s per step | temp vs w/o AUO | time vs w/o AUO |',
+           '|---|---|---|---|---|---|---|---|---|']
   for chunk in [int(c) for c in args.chunks.split(',')]:
     base = None
     for name, path, variant in ROWS:
-      config = load_config(path, variant)
+      config = config_lib.load_config_file(os.path.join(REPO, f'{path}:{variant}'))
       config.train.targets_per_chunk = chunk
       workdir = os.path.join(args.workdir, name.replace(' ', '_').replace('/', '_'))
-      m = step_memory(config, workdir)
-      base = m['temp'] if name == 'Ghost w/o AUO' else base
-      ratio = f'{m["temp"] / base:.1f}x' if name == 'Ghost' else ''
+      m = measure_step(config, workdir)
+      base = m if name == 'Ghost w/o AUO' else base
+      ratios = (f'{m["temp"] / base["temp"]:.1f}x | {m["seconds"] / base["seconds"]:.1f}x'
+                if name == 'Ghost' else ' | ')
       lines.append(f'| {name} | {chunk} | {m["batch"]} | {m["width"]} | {m["sid_len"]} | '
-                   f'{m["temp"] / 2**30:.2f} | {ratio} |')
+                   f'{m["temp"] / 2**30:.2f} | {m["seconds"]:.2f} | {ratios} |')
       print(lines[-1], flush=True)
   table = '\n'.join(lines)
   print(table)
@@ -86,10 +92,10 @@ def main(argv=None) -> None:
     entry = '\n'.join([
         f'- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}',
         f'- machine: nproc {os.cpu_count()}, CPU {record.cpu_model()}, jax {jax.__version__}',
-        f'- command: `python benchmarks/auo_memory_benchmark.py --chunks {args.chunks}`',
+        f'- command: `python benchmarks/auo_step_benchmark.py --chunks {args.chunks}`',
         '', table])
     record.add_entry(os.path.join(REPO, 'benchmarks', 'RESULTS.md'),
-                     'Memory: Ghost\'s AUO training step', entry)
+                     'Memory and time: Ghost\'s AUO training step', entry)
 
 
 if __name__ == '__main__':
