@@ -13,8 +13,8 @@ and on Instruments (LC-Rec format, no item text: co-occurrence item vectors):
 `--keep` copies each finished run's record into the repository (experiments/runs/), so the
 report is rebuilt from committed records and later seeds add to them.
 
-The SASRec row runs first: LETTER's tokenizer reads its item embeddings (runs of seed k use
-the SASRec run of seed 0). Every row uses the same protocol (full ranking, past items not
+LETTER's tokenizer and the CF-SID rows read the item embeddings of the SASRec run of seed 0
+(for every seed), so the sweep runs it first, again if only its record is kept. Every row uses the same protocol (full ranking, past items not
 masked, leave-one-out, ties in time kept in file order) and the same training budget. On `ins`
 the LETTER row uses LETTER's own published SIDs (Instruments.index.json).
 """
@@ -86,9 +86,11 @@ def get_sweep(variant: str, root: str) -> list[dict]:
   for row in sweep:
     if row['name'] == 'LETTER (lcrec)':
       row['overrides']['tokenize.cf_run'] = sasrec
+      row['needs'] = [('SASRec', 0)]
     if row['name'].endswith('(CF SIDs)'):
       row['overrides'].update({'embed.source': 'run', 'embed.run_dir': sasrec,
                                'embed.unit_norm': True})
+      row['needs'] = [('SASRec', 0)]
   return sweep
 
 

@@ -1,18 +1,21 @@
 r"""Run a sweep: every (row, seed) of a sweep definition as one genrec_jax run.
 
 A sweep file defines get_sweep(arg, root) -> rows {'name', 'config'
-('configs/x.py[:variant]'), 'overrides' ({'a.b': value})}; each row runs once per seed in
-<root>/<name>/seed<k> (rows may point at other rows' workdirs under root). Runs that already
-have results.json are skipped, and interrupted ones resume from their checkpoints, so a sweep
-can be re-launched until it is complete. With --keep=DIR (a directory in the repository) each
+('configs/x.py[:variant]'), 'overrides' ({'a.b': value}), optionally 'needs' ([(row name,
+seed)]: runs whose workdir this row reads, e.g. SASRec seed 0's item embeddings)}; each row runs
+once per seed in <root>/<name>/seed<k>, after the runs it needs. Runs that already have
+results.json are skipped, and interrupted ones resume from their checkpoints, so a sweep can be
+re-launched until it is complete. With --keep=DIR (a directory in the repository) each
 finished run's record (results.json, metrics.jsonl, config.json; no checkpoints) is copied to
 DIR/<name>/seed<k>, and runs recorded there count as done: seeds accumulate across machines
-and sessions, and reports can be rebuilt from DIR alone.
+and sessions, and reports can be rebuilt from DIR alone. A kept run that a pending run needs is
+run again into root (a record holds no embeddings or checkpoints).
 
   local   one run after the other on this machine:
             python -m launch.sweep --sweep=experiments/ghost_table.py --root=runs/ghost --seeds=0,1,2
   slurm   writes <root>/sweep.sbatch, a job array with one task per run (multi-node tasks
-          initialise jax.distributed from the SLURM environment), and prints the sbatch line:
+          initialise jax.distributed from the SLURM environment; needed runs go in an earlier
+          array, sweep0.sbatch, that the last one waits for), and prints the sbatch line:
             python -m launch.sweep --sweep=... --root=... --launcher=slurm --slurm_args='--gres=gpu:1'
 """
 
@@ -38,7 +41,8 @@ flags.DEFINE_string('root', None, 'Directory holding one workdir per run.')
 flags.DEFINE_list('seeds', ['0'], 'Seeds to run each row with.')
 flags.DEFINE_enum('launcher', 'local', ['local', 'slurm'], 'Where to run.')
 flags.DEFINE_string('slurm_args', '', 'Extra #SBATCH arguments, e.g. "--gres=gpu:1 -t 4:00:00".')
-flags.DEFINE_string('only', '', 'Comma-separated row names to run (default: all).')
+flags.DEFINE_string('only', '', 'Comma-separated row names to run (default: all), with '
+                    'the runs they need.')
 flags.DEFINE_string('keep', '', 'Directory that keeps each finished run\'s record; runs '
                     'recorded there are skipped.')
 RECORD_FILES = ('config.json', 'metrics.jsonl', 'results.json')  # results.json, the marker, last
@@ -51,21 +55,54 @@ def load_sweep(path: str, arg: str, root: str) -> list[dict]:
   return module.get_sweep(arg, root)
 
 
-def expand(rows: list[dict], root: str, seeds, keep: str = '') -> list[dict]:
-  """One entry per (row, seed): name, workdir, the command line and where its record is kept
-  ('' if nowhere)."""
-  runs = []
+def expand(rows: list[dict], root: str, seeds, keep: str = '', only=()) -> list[dict]:
+  """One entry per (row, seed) of the rows named in `only` (default all): name, workdir, the
+  command line, where its record is kept ('' if nowhere) and the workdirs of the runs it needs
+  (a row's 'needs': [(row name, seed)], e.g. LETTER reads SASRec seed 0's item embeddings).
+  Needed runs come before the runs that need them, whatever `only` and `seeds` say."""
+  by_name = {row['name']: row for row in rows}
+  unknown = set(only) - set(by_name)
+  if unknown:
+    raise ValueError(f'--only names rows the sweep lacks: {sorted(unknown)}; its rows: '
+                     f'{list(by_name)}')
+  runs = {}
+
+  def add(row, seed):
+    run = os.path.join(run_dir_name(row['name']), f'seed{seed}')
+    workdir = os.path.join(root, run)
+    if workdir in runs:
+      return runs[workdir]
+    needs = []
+    for name, needed_seed in row.get('needs', ()):
+      if name not in by_name:
+        raise ValueError(f'row {row["name"]!r} needs row {name!r}, which the sweep lacks')
+      needs.append(add(by_name[name], needed_seed)['workdir'])
+    args = [f'--config={row["config"]}', f'--workdir={workdir}', f'--config.seed={seed}',
+            f'--config.name={row["name"]}']
+    args += [f'--config.{k}={_flag_value(v)}' for k, v in row.get('overrides', {}).items()]
+    runs[workdir] = {'name': row['name'], 'seed': int(seed), 'workdir': workdir,
+                     'kept': os.path.join(keep, run) if keep else '', 'needs': needs,
+                     'command': [sys.executable, '-m', 'genrec_jax.main', *args]}
+    return runs[workdir]
+
   for row in rows:
-    for seed in seeds:
-      run = os.path.join(run_dir_name(row['name']), f'seed{seed}')
-      workdir = os.path.join(root, run)
-      args = [f'--config={row["config"]}', f'--workdir={workdir}', f'--config.seed={seed}',
-              f'--config.name={row["name"]}']
-      args += [f'--config.{k}={_flag_value(v)}' for k, v in row.get('overrides', {}).items()]
-      runs.append({'name': row['name'], 'seed': int(seed), 'workdir': workdir,
-                   'kept': os.path.join(keep, run) if keep else '',
-                   'command': [sys.executable, '-m', 'genrec_jax.main', *args]})
-  return runs
+    if not only or row['name'] in only:
+      for seed in seeds:
+        add(row, seed)
+  return list(runs.values())
+
+
+def to_run(runs: list[dict]) -> list[dict]:
+  """The runs still to do: those not kept, and kept ones whose workdir another run needs
+  (a kept record has no checkpoints or embeddings to read)."""
+  pending = [spec for spec in runs if not is_kept(spec)]
+  needed = {workdir for spec in pending for workdir in spec['needs']}
+  return [spec for spec in runs if spec in pending or (
+      spec['workdir'] in needed and not _finished(spec['workdir']))]
+
+
+def _finished(workdir: str) -> bool:
+  return os.path.exists(os.path.join(workdir, 'results.json'))
 
 
 def run_dir_name(name: str) -> str:
@@ -84,19 +121,25 @@ MALLOC_ENV = {'MALLOC_ARENA_MAX': '1', 'MALLOC_MMAP_MAX_': '0',
 
 
 def run_local(runs: list[dict]) -> int:
+  """Runs the pending runs one after the other; returns how many failed."""
   failed = 0
   env = {**MALLOC_ENV, **os.environ}
+  pending = to_run(runs)
   for i, spec in enumerate(runs):
-    if is_kept(spec):
-      print(f'[{i + 1}/{len(runs)}] {spec["name"]} seed {spec["seed"]}: kept in '
-            f'{spec["kept"]}, skipped')
+    head = f'[{i + 1}/{len(runs)}] {spec["name"]} seed {spec["seed"]}'
+    if spec not in pending:
+      print(f'{head}: kept in {spec["kept"]}, skipped')
       continue
-    if os.path.exists(os.path.join(spec['workdir'], 'results.json')):
-      print(f'[{i + 1}/{len(runs)}] {spec["name"]} seed {spec["seed"]}: done, skipped')
+    if _finished(spec['workdir']):
+      print(f'{head}: done, skipped')
       keep_record(spec)
       continue
-    print(f'[{i + 1}/{len(runs)}] {spec["name"]} seed {spec["seed"]}: {shlex.join(spec["command"])}',
-          flush=True)
+    missing = [w for w in spec['needs'] if not _finished(w)]
+    if missing:
+      print(f'{head}: not run, it needs {", ".join(missing)}, which did not finish', flush=True)
+      failed += 1
+      continue
+    print(f'{head}: {shlex.join(spec["command"])}', flush=True)
     os.makedirs(spec['workdir'], exist_ok=True)
     start = time.time()
     with open(os.path.join(spec['workdir'], 'log.txt'), 'a') as log:
@@ -143,9 +186,27 @@ def check_keep_is_committable(keep: str) -> None:
                      'that .gitignore rule.')
 
 
-def write_slurm(runs: list[dict], root: str, extra: str) -> str:
+def submit_slurm(runs: list[dict], root: str, extra: str) -> str:
+  """Writes one job array per stage (runs needed by others go in an earlier stage) and returns
+  the shell line that submits them, each stage after the previous one succeeded."""
+  stages, placed = [], set()
+  while len(placed) < len(runs):
+    stage = [s for s in runs if s['workdir'] not in placed and
+             all(w in placed or w not in {r['workdir'] for r in runs} for w in s['needs'])]
+    placed.update(s['workdir'] for s in stage)
+    stages.append(stage)
+  scripts = [write_slurm(stage, root, extra, f'sweep{k}' if k < len(stages) - 1 else 'sweep')
+             for k, stage in enumerate(stages)]
+  line = f'job=$(sbatch --parsable {scripts[0]})'
+  for script in scripts[1:]:
+    line += f' && job=$(sbatch --parsable --dependency=afterok:$job {script})'
+  return line + ' && echo submitted $job'
+
+
+def write_slurm(runs: list[dict], root: str, extra: str, stem: str = 'sweep') -> str:
+  """Writes <root>/<stem>.sbatch, a job array running <root>/<stem>.runs.txt's lines."""
   os.makedirs(root, exist_ok=True)
-  table = os.path.join(root, 'runs.txt')
+  table = os.path.join(root, f'{stem}.runs.txt')
   with open(table, 'w') as f:
     for spec in runs:
       line = shlex.join(spec['command'])
@@ -154,7 +215,7 @@ def write_slurm(runs: list[dict], root: str, extra: str) -> str:
         line += (f' && mkdir -p {shlex.quote(spec["kept"])} && cp '
                  f'{shlex.join(files)} {shlex.quote(spec["kept"])}/')
       f.write(line + '\n')
-  script = os.path.join(root, 'sweep.sbatch')
+  script = os.path.join(root, f'{stem}.sbatch')
   lines = ['#!/bin/bash', f'#SBATCH --array=1-{len(runs)}', '#SBATCH --job-name=genrec_jax',
            f'#SBATCH --output={root}/slurm-%A_%a.out']
   lines += [f'#SBATCH {a}' for a in shlex.split(extra)]
@@ -169,14 +230,12 @@ def write_slurm(runs: list[dict], root: str, extra: str) -> str:
 def main(argv):
   del argv
   rows = load_sweep(FLAGS.sweep, FLAGS.sweep_arg, FLAGS.root)
-  if FLAGS.only:
-    rows = [r for r in rows if r['name'] in FLAGS.only.split(',')]
   if FLAGS.keep:
     check_keep_is_committable(FLAGS.keep)
-  runs = expand(rows, FLAGS.root, FLAGS.seeds, FLAGS.keep)
+  only = FLAGS.only.split(',') if FLAGS.only else ()
+  runs = expand(rows, FLAGS.root, FLAGS.seeds, FLAGS.keep, only)
   if FLAGS.launcher == 'slurm':
-    runs = [r for r in runs if not is_kept(r)]
-    print(f'sbatch {write_slurm(runs, FLAGS.root, FLAGS.slurm_args)}')
+    print(submit_slurm(to_run(runs), FLAGS.root, FLAGS.slurm_args))
     return
   sys.exit(1 if run_local(runs) else 0)
 

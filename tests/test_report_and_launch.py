@@ -14,6 +14,14 @@ from launch import sweep
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _record_writer(workdir):
+  """A stand-in for genrec_jax.main that writes a run's record files."""
+  return [sys.executable, '-c', (
+      'import json, os, sys; d = sys.argv[1]\n'
+      'for f in ("config.json", "metrics.jsonl", "results.json"):\n'
+      '  open(os.path.join(d, f), "w").write(json.dumps({"file": f}))'), workdir]
+
+
 def test_ghost_table_sweep_expands_to_valid_commands(tmp_path):
   rows = sweep.load_sweep(os.path.join(REPO, 'experiments/ghost_table.py'), 'smoke',
                           str(tmp_path))
@@ -27,18 +35,15 @@ def test_ghost_table_sweep_expands_to_valid_commands(tmp_path):
   script = sweep.write_slurm(runs, str(tmp_path), '--gres=gpu:1')
   text = open(script).read()
   assert f'#SBATCH --array=1-{len(runs)}' in text and '#SBATCH --gres=gpu:1' in text
-  assert len(open(tmp_path / 'runs.txt').read().splitlines()) == len(runs)
+  assert len(open(tmp_path / 'sweep.runs.txt').read().splitlines()) == len(runs)
 
 
 def test_local_sweep_keeps_records_and_skips_kept_runs(tmp_path):
   rows = [{'name': 'Ghost w/o AUO', 'config': 'configs/ghost_ins.py:smoke', 'overrides': {}}]
   runs = sweep.expand(rows, str(tmp_path / 'root'), ['0', '1'], keep=str(tmp_path / 'kept'))
   assert runs[1]['kept'] == str(tmp_path / 'kept' / 'Ghost_w_o_AUO' / 'seed1')
-  for spec in runs:  # a stand-in for genrec_jax.main that writes a run's record files
-    spec['command'] = [sys.executable, '-c', (
-        'import json, os, sys; d = sys.argv[1]\n'
-        'for f in ("config.json", "metrics.jsonl", "results.json"):\n'
-        '  open(os.path.join(d, f), "w").write(json.dumps({"file": f}))'), spec['workdir']]
+  for spec in runs:
+    spec['command'] = _record_writer(spec['workdir'])
   assert sweep.run_local(runs) == 0
   for spec in runs:
     for name in sweep.RECORD_FILES:
@@ -51,8 +56,35 @@ def test_local_sweep_keeps_records_and_skips_kept_runs(tmp_path):
   assert sweep.run_local(fresh) == 1  # only seed 2 ran (and failed)
   assert not os.path.exists(fresh[0]['workdir']) and os.path.exists(fresh[2]['workdir'])
   script = sweep.write_slurm(fresh[2:], str(tmp_path / 'new_root'), '')
-  line = open(tmp_path / 'new_root' / 'runs.txt').read()
+  line = open(tmp_path / 'new_root' / 'sweep.runs.txt').read()
   assert f'mkdir -p {fresh[2]["kept"]} && cp ' in line and script.endswith('sweep.sbatch')
+
+
+def test_needed_runs_run_first_even_when_only_their_record_is_kept(tmp_path):
+  rows = [{'name': 'SASRec', 'config': 'configs/sasrec_ins.py:smoke'},
+          {'name': 'LETTER', 'config': 'configs/letter_ins.py:smoke', 'needs': [('SASRec', 0)]}]
+  kept = str(tmp_path / 'kept')
+  runs = sweep.expand(rows, str(tmp_path / 'root'), ['1'], keep=kept, only=['LETTER'])
+  assert [(r['name'], r['seed']) for r in runs] == [('SASRec', 0), ('LETTER', 1)]
+  assert runs[1]['needs'] == [runs[0]['workdir']]
+  for spec in runs:
+    spec['command'] = _record_writer(spec['workdir'])
+  assert sweep.run_local(runs) == 0 and sweep.is_kept(runs[0])
+  # New machine: SASRec seed 0 is kept but its workdir is gone; a pending LETTER run needs it.
+  fresh = sweep.expand(rows, str(tmp_path / 'new'), ['1', '2'], keep=kept, only=['LETTER'])
+  assert [r['seed'] for r in sweep.to_run(fresh)] == [0, 2]
+  fresh[0]['command'] = [sys.executable, '-c', 'raise SystemExit(3)']
+  fresh[2]['command'] = _record_writer(fresh[2]['workdir'])
+  assert sweep.run_local(fresh) == 2  # SASRec failed, so LETTER seed 2 was not started
+  assert not os.path.exists(os.path.join(fresh[2]['workdir'], 'results.json'))
+  # SLURM: the needed run in a first array, the rest after it succeeded.
+  line = sweep.submit_slurm(sweep.to_run(fresh), str(tmp_path / 'new'), '')
+  assert line.index('sweep0.sbatch') < line.index('--dependency=afterok:$job')
+  assert line.index('--dependency=afterok:$job') < line.index('sweep.sbatch')
+  assert open(tmp_path / 'new' / 'sweep0.runs.txt').read().count('\n') == 1
+  assert 'LETTER' in open(tmp_path / 'new' / 'sweep.runs.txt').read()
+  with pytest.raises(ValueError, match='--only names rows the sweep lacks'):
+    sweep.expand(rows, str(tmp_path), ['0'], only=['LETER'])
 
 
 def test_keep_refuses_a_directory_git_ignores(tmp_path):

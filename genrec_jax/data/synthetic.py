@@ -161,23 +161,9 @@ _SYLLABLES = ('ka', 'lo', 'mi', 'ren', 'ta', 'vo', 'zu', 'bel',
               'dor', 'fi', 'gar', 'hu', 'jin', 'mar', 'no', 'pes')
 
 
-def generate(
-    num_users: int = 500,
-    num_items: int = 300,
-    mean_length: float = 12,
-    min_length: int = 5,
-    num_topics: int = 8,
-    zipf_exponent: float = 1.1,
-    topic_stickiness: float = 0.7,
-    seed: int = 0,
-    name: str = 'synthetic',
-) -> RawData:
+def generate(**kwargs) -> RawData:
   """Returns a synthetic dataset; see `generate_with_truth` for the arguments."""
-  raw, _ = generate_with_truth(
-      num_users=num_users, num_items=num_items, mean_length=mean_length,
-      min_length=min_length, num_topics=num_topics, zipf_exponent=zipf_exponent,
-      topic_stickiness=topic_stickiness, seed=seed, name=name)
-  return raw
+  return generate_with_truth(**kwargs)[0]
 
 
 def generate_with_truth(

@@ -41,7 +41,6 @@ inside jit (XLA clamps): size L to 1 (start token) + the number of decode steps.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Any
 
@@ -475,23 +474,17 @@ def decode_step(model: T5, params: Any, tokens: jax.Array,
   return model.apply({'params': params}, tokens, cache, method=T5.decode_step)
 
 
-def _init_variables(model: T5, key: jax.Array) -> Any:
+def _abstract_variables(model: T5) -> Any:
   tokens = jnp.zeros((1, 1), jnp.int32)
-  return model.init(key, tokens, jnp.ones((1, 1), bool), tokens)
-
-
-def init_params(model: T5, key: jax.Array) -> Any:
-  """Randomly initialised params (plain arrays, partitioning metadata removed)."""
-  return nn.unbox(_init_variables(model, key)['params'])
+  init = lambda key: model.init(key, tokens, jnp.ones((1, 1), bool), tokens)
+  return jax.eval_shape(init, jax.random.key(0))
 
 
 def abstract_params(model: T5) -> Any:
   """Param shapes and dtypes (jax.ShapeDtypeStruct pytree) without allocating them."""
-  init = functools.partial(_init_variables, model)
-  return nn.unbox(jax.eval_shape(init, jax.random.key(0))['params'])
+  return nn.unbox(_abstract_variables(model)['params'])
 
 
 def param_logical_axes(model: T5) -> Any:
   """PartitionSpec pytree of logical axis names per param (nn.logical_to_mesh_sharding)."""
-  init = functools.partial(_init_variables, model)
-  return nn.get_partition_spec(jax.eval_shape(init, jax.random.key(0))['params'])
+  return nn.get_partition_spec(_abstract_variables(model)['params'])

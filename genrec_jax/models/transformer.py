@@ -30,7 +30,6 @@ short branches per sequence, each reading the sequence's keys up to its own bran
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 from typing import Any, Mapping, NamedTuple
@@ -405,24 +404,7 @@ def decode_step(model: Transformer, params: Any, tokens: jax.Array, cache: Cache
                      method=Transformer.decode_step)
 
 
-def _init_variables(model: Transformer, key: jax.Array) -> Any:
-  tokens = jnp.zeros((1, 1), jnp.int32)
-  return model.init(key, tokens)
-
-
-def init_params(model: Transformer, key: jax.Array) -> Any:
-  """Randomly initialised params (plain arrays, partitioning metadata removed)."""
-  return nn.unbox(_init_variables(model, key)['params'])
-
-
 def abstract_params(model: Transformer) -> Any:
   """Param shapes and dtypes (jax.ShapeDtypeStruct pytree) without allocating them."""
-  init = functools.partial(_init_variables, model)
+  init = lambda key: model.init(key, jnp.zeros((1, 1), jnp.int32))
   return nn.unbox(jax.eval_shape(init, jax.random.key(0))['params'])
-
-
-def param_logical_axes(model: Transformer) -> Any:
-  """PartitionSpec pytree of logical axis names per param (nn.logical_to_mesh_sharding)."""
-  init = functools.partial(_init_variables, model)
-  boxed = jax.eval_shape(init, jax.random.key(0))['params']
-  return nn.get_partition_spec(boxed)

@@ -61,7 +61,7 @@ def comparison_table(rows: dict[str, list[dict[str, float]]], ks=(5, 10)) -> str
         if key.startswith('cns'):
           cells.append(_fmt(means[name].get(key, float('nan'))))
         elif len(values) > 1:
-          cells.append(f'{_fmt(np.mean(values))} ± {_fmt(np.std(values, ddof=1))}')
+          cells.append(_mean_std(values))
         else:
           cells.append(_fmt(values[0] if values else float('nan')))
     lines.append(f'| {name} | {len(runs)} | ' + ' | '.join(cells) + ' |')
@@ -156,6 +156,12 @@ def _runs(root: str):
   for path in sorted(glob.glob(os.path.join(root, '**', 'results.json'), recursive=True)):
     with open(path) as f:
       yield os.path.dirname(path), json.load(f)
+
+
+def _mean_std(values) -> str:
+  """'mean ± sample std', the std with the mean's decimals."""
+  mean, std = np.mean(values), np.std(values, ddof=1)
+  return f'{_fmt(mean)} ± ' + (f'{std:.1f}' if abs(mean) >= 100 else _fmt(std))
 
 
 def _fmt(x: float) -> str:
