@@ -8,7 +8,9 @@ whole-sequence training), paper (Amazon Instruments, Qwen2.5-3B from
 checkpoints/Qwen2.5-3B, LC-Rec's seqrec instruction prompt, lr 3e-5, 4 epochs), smoke.
 Variant suffixes: `_rqk6` the RQK-6 ablation (6 levels); `_prompt` LC-Rec's seqrec
 instruction prompt instead of the bare SID stream (MiniLM's WordPiece vocabulary as the text
-vocabulary of the from-scratch model, per-prefix training); `_alltasks` the prompt plus
+vocabulary of the from-scratch model, per-prefix training); `_prefix` the bare SID stream
+trained per prefix (one history -> target example per step slot, as `_prompt`: 28x the
+optimizer updates of whole-sequence training at batch 32); `_alltasks` the prompt plus
 item2index, index2item and fusionseqrec on the item titles.
 """
 
@@ -30,6 +32,9 @@ def get_config(variant: str = 'cpu'):
     if not config.model.hf_dir:
       config.instructions.text_tokenizer = 'minilm'
     config.name = 'LC-Rec (prompt)' if ablation == 'prompt' else 'LC-Rec (all tasks)'
+  elif ablation == 'prefix':
+    config.train.example_kind = 'prefix'
+    config.name = 'LC-Rec (per prefix)'
   elif ablation:
-    raise ValueError(f'unknown ablation {ablation!r}; use rqk6, prompt or alltasks')
+    raise ValueError(f'unknown ablation {ablation!r}; use rqk6, prompt, prefix or alltasks')
   return config

@@ -25,8 +25,9 @@ import argparse
 import os
 import sys
 
-TABLE_1 = ('Pop', 'SASRec', 'LC-Rec', 'LC-Rec (prompt)', 'TIGER', 'LETTER (lcrec)', 'LETTER SIDs (lcrec)',
-           'IFairLRS-RW', 'IFairLRS-RR', 'Augmentation', 'Substitution', 'Ghost')
+TABLE_1 = ('Pop', 'SASRec', 'LC-Rec', 'LC-Rec (per prefix)', 'LC-Rec (prompt)', 'TIGER',
+           'LETTER (lcrec)', 'LETTER SIDs (lcrec)', 'IFairLRS-RW', 'IFairLRS-RR', 'Augmentation',
+           'Substitution', 'Ghost')
 TABLE_2 = ('Ghost', 'Ghost w/o AUO', 'Ghost w/o SKT', 'LC-Rec', 'RQK-6', 'RQK-4-6')
 # Diagnostic (not in the paper): the same rows with SIDs built from SASRec item vectors instead
 # of item text, to see how much the text embeddings limit the SID-based rows.
@@ -80,6 +81,9 @@ def get_sweep(variant: str, root: str) -> list[dict]:
         # LC-Rec's instruction prompt around the SIDs (one example per prefix: ~13x the
         # stream's epoch time here).
         ('LC-Rec (prompt)', f'configs/lcrec_ins.py:{variant}_prompt', {}),
+        # The bare SID stream trained per prefix: the prompt row's optimizer updates without
+        # its text.
+        ('LC-Rec (per prefix)', f'configs/lcrec_ins.py:{variant}_prefix', {}),
     ]
   sasrec = os.path.join(root, 'SASRec', 'seed0')
   sweep = [{'name': n, 'config': c, 'overrides': o} for n, c, o in rows]

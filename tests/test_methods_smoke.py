@@ -67,6 +67,7 @@ def _check(results):
 
 @pytest.mark.parametrize('method, overrides, reload', [
     ('lcrec', {}, True),
+    ('lcrec', {'train.example_kind': 'prefix'}, False),
     ('lcrec', {'instructions.tasks': ('seqrec', 'item2index', 'index2item', 'fusionseqrec'),
                'instructions.text_tokenizer': 'minilm', 'train.example_kind': 'prefix'}, False),
     ('tiger', {}, True),
