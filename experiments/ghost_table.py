@@ -27,7 +27,7 @@ import sys
 
 TABLE_1 = ('Pop', 'SASRec', 'LC-Rec', 'LC-Rec (per prefix)', 'LC-Rec (prompt)', 'TIGER',
            'LETTER (lcrec)', 'LETTER SIDs (lcrec)', 'IFairLRS-RW', 'IFairLRS-RR', 'Augmentation',
-           'Substitution', 'Ghost')
+           'Substitution', 'Ghost', 'Ghost (per prefix)')
 TABLE_2 = ('Ghost', 'Ghost w/o AUO', 'Ghost w/o SKT', 'LC-Rec', 'RQK-6', 'RQK-4-6')
 # Diagnostic (not in the paper): the same rows with SIDs built from SASRec item vectors instead
 # of item text, to see how much the text embeddings limit the SID-based rows.
@@ -81,9 +81,11 @@ def get_sweep(variant: str, root: str) -> list[dict]:
         # LC-Rec's instruction prompt around the SIDs (one example per prefix: ~13x the
         # stream's epoch time here).
         ('LC-Rec (prompt)', f'configs/lcrec_ins.py:{variant}_prompt', {}),
-        # The bare SID stream trained per prefix: the prompt row's optimizer updates without
-        # its text.
+        # The bare SIDs trained per prefix, as LC-Rec trains (the prompt row without its
+        # text): 28x the optimizer updates of whole-sequence training at the same batch size.
         ('LC-Rec (per prefix)', f'configs/lcrec_ins.py:{variant}_prefix', {}),
+        ('Ghost (per prefix)', f'configs/ghost_ins.py:{variant}',
+         {'train.example_kind': 'prefix'}),
     ]
   sasrec = os.path.join(root, 'SASRec', 'seed0')
   sweep = [{'name': n, 'config': c, 'overrides': o} for n, c, o in rows]
@@ -112,6 +114,10 @@ def report(root: str, out: str) -> str:
     if method in rows and 'LC-Rec' in rows:
       parts += [f'## {method} against LC-Rec (paper change: its Instruments rows)',
                 tables.direction_table(rows, method, 'LC-Rec', PAPER_INS)]
+  if 'Ghost (per prefix)' in rows and 'LC-Rec (per prefix)' in rows:
+    parts += ['## Ghost (per prefix) against LC-Rec (per prefix)',
+              tables.direction_table(rows, 'Ghost (per prefix)', 'LC-Rec (per prefix)',
+                                     PAPER_INS)]
   if 'Ghost (CF SIDs)' in rows and 'LC-Rec (CF SIDs)' in rows:
     parts += ['## Diagnostic: SIDs from SASRec item vectors instead of item text',
               tables.comparison_table({n: rows[n] for n in CF_ROWS if n in rows}),
