@@ -176,3 +176,11 @@ def test_timing_table_leaves_validation_pauses_out(tmp_path):
   with open(workdir / 'metrics.jsonl', 'w') as f:
     f.write('\n'.join(json.dumps(e) for e in events))
   assert '| LC-Rec | 1 | 5 | 30 |' in tables.timing_table(str(tmp_path))
+
+
+def test_pareto_labels_of_nearby_markers_are_stacked_not_overlapped():
+  from genrec_jax.report import plots
+  labels = ['a' * 10, 'b' * 10, 'c' * 10]
+  # a and b share a marker position; c is far to the right on the same line.
+  offsets = plots._label_offsets(np.array([[0., 100.], [0., 100.], [500., 100.]]), labels, 7)
+  assert offsets == [3.0, -5.0, 3.0]

@@ -56,13 +56,33 @@ def pareto(rows: dict[str, list[dict]], k: int, path: str) -> str:
   overall, tail = _means(rows, f'ndcg@{k}'), _means(rows, f'ndcg@{k}/tail')
   mgu = _means(rows, f'mgu@{k}')
   ax.scatter(overall, tail, s=40)
-  for name, x, y, m in zip(rows, overall, tail, mgu):
-    ax.annotate(f'{name} (MGU {m:.3f})', (x, y), fontsize=7, xytext=(3, 3),
-                textcoords='offset points')
+  labels = [f'{name} (MGU {m:.3f})' for name, m in zip(rows, mgu)]
+  ax.autoscale_view()  # the data limits the labels are placed in
+  points = ax.transData.transform(np.stack([overall, tail], 1)) * 72 / fig.dpi
+  for label, xy, dy in zip(labels, zip(overall, tail), _label_offsets(points, labels, 7)):
+    ax.annotate(label, xy, fontsize=7, xytext=(3, dy), textcoords='offset points')
   ax.set_xlabel(f'NDCG@{k} overall')
   ax.set_ylabel(f'NDCG@{k} tail')
   ax.set_title('Overall vs tail accuracy')
   return _save(fig, path)
+
+
+def _label_offsets(points, labels, fontsize: float) -> list[float]:
+  """Vertical label offsets (in points) so that labels of nearby markers do not overlap.
+
+  Labels are placed from the top marker down; one that would overlap a placed label moves
+  down a line at a time. Widths are estimated from the character count.
+  """
+  placed, offsets = [], [0.0] * len(labels)
+  for i in sorted(range(len(labels)), key=lambda i: -points[i][1]):
+    x, y = points[i]
+    right, dy = x + 0.55 * fontsize * len(labels[i]), 3.0
+    while any(x < x1 and x0 < right and abs(y + dy - y1) < fontsize + 1
+              for x0, x1, y1 in placed):
+      dy -= fontsize + 1
+    placed.append((x, right, y + dy))
+    offsets[i] = dy
+  return offsets
 
 
 def _save(fig, path: str) -> str:
