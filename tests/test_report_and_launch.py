@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from genrec_jax.report import plots
 from genrec_jax.report import tables
 from launch import sweep
 
@@ -179,7 +180,6 @@ def test_timing_table_leaves_validation_pauses_out(tmp_path):
 
 
 def test_pareto_labels_of_nearby_markers_are_stacked_not_overlapped():
-  from genrec_jax.report import plots
   labels = ['a' * 10, 'b' * 10, 'c' * 10]
   # a and b share a marker position; c is far to the right on the same line.
   offsets = plots._label_offsets(np.array([[0., 100.], [0., 100.], [500., 100.]]), labels, 7)

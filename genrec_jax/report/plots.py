@@ -59,8 +59,10 @@ def pareto(rows: dict[str, list[dict]], k: int, path: str) -> str:
   labels = [f'{name} (MGU {m:.3f})' for name, m in zip(rows, mgu)]
   ax.autoscale_view()  # the data limits the labels are placed in
   points = ax.transData.transform(np.stack([overall, tail], 1)) * 72 / fig.dpi
-  for label, xy, dy in zip(labels, zip(overall, tail), _label_offsets(points, labels, 7)):
-    ax.annotate(label, xy, fontsize=7, xytext=(3, dy), textcoords='offset points')
+  label_size = 7
+  offsets = _label_offsets(points, labels, label_size)
+  for label, xy, dy in zip(labels, zip(overall, tail), offsets):
+    ax.annotate(label, xy, fontsize=label_size, xytext=(3, dy), textcoords='offset points')
   ax.set_xlabel(f'NDCG@{k} overall')
   ax.set_ylabel(f'NDCG@{k} tail')
   ax.set_title('Overall vs tail accuracy')
