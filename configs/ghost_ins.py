@@ -8,7 +8,8 @@ Variants: cpu (MovieLens-100k, minutes here), paper (Amazon Instruments: Qwen2.5
 checkpoints/Qwen2.5-3B, lr 3e-5, 4 epochs, L^h = 3, L^t = 2, alpha = 0.1, K_a = 200, K_b = 5),
 smoke. Ablation suffixes: `_noauo` (w/o AUO), `_noskt` (w/o SKT: RQ-KMeans 4 levels + AUO),
 `_rqk46` (RQK-4-6: head 4 / tail 6 levels, no prefix inheritance, no AUO). RQK-4 and RQK-6
-are LC-Rec rows (configs/lcrec_ins.py, `:cpu` and `:cpu_rqk6`).
+are LC-Rec-backbone rows (configs/lcrec_ins.py, `:cpu_rqk4` and `:cpu_rqk6`); the LC-Rec row
+itself uses LC-Rec's RQ-VAE tokenizer.
 """
 
 from genrec_jax import config as config_lib

@@ -28,14 +28,14 @@ import sys
 TABLE_1 = ('Pop', 'SASRec', 'LC-Rec', 'LC-Rec (per prefix)', 'LC-Rec (prompt)', 'TIGER',
            'LETTER (lcrec)', 'LETTER SIDs (lcrec)', 'IFairLRS-RW', 'IFairLRS-RR', 'Augmentation',
            'Substitution', 'Ghost', 'Ghost (per prefix)')
-TABLE_2 = ('Ghost', 'Ghost w/o AUO', 'Ghost w/o SKT', 'LC-Rec', 'RQK-6', 'RQK-4-6')
+TABLE_2 = ('Ghost', 'Ghost w/o AUO', 'Ghost w/o SKT', 'LC-Rec', 'RQK-4', 'RQK-6', 'RQK-4-6',
+           'Ghost (per prefix)', 'LC-Rec (per prefix)', 'RQK-4 (per prefix)')
 # Diagnostic (not in the paper): the same rows with SIDs built from SASRec item vectors instead
 # of item text, to see how much the text embeddings limit the SID-based rows.
 CF_ROWS = ('LC-Rec', 'LC-Rec (CF SIDs)', 'Ghost', 'Ghost (CF SIDs)', 'LETTER (lcrec)')
 
 # The Ghost paper's Instruments rows (Tables I and II, Qwen2.5-3B backbone; tail slots of the
-# top-1 lists of its 24,772 users from its Fig. 5); its LC-Rec row is RQK-4 in Table II's
-# terms. Only to compare directions: the backbone (and on MovieLens-100k the data) differ.
+# top-1 lists of its 24,772 users from its Fig. 5). Only to compare directions: the backbone (and on MovieLens-100k the data) differ.
 PAPER_INS = {
     'LC-Rec': {'hr@10': 0.1046, 'hr@10/tail': 0.0044, 'ndcg@10': 0.0804,
                'ndcg@10/tail': 0.0027, 'mgu@10': 0.3380, 'arp@10': 338.5304,
@@ -73,6 +73,7 @@ def get_sweep(variant: str, root: str) -> list[dict]:
         ('Augmentation', f'configs/augment_ins.py:{variant}_augment', {}),
         ('Substitution', f'configs/augment_ins.py:{variant}_substitute', {}),
         ('LETTER (lcrec)', f'configs/letter_ins.py:{variant}', {}),
+        ('RQK-4', f'configs/lcrec_ins.py:{variant}_rqk4', {}),
         ('RQK-6', f'configs/lcrec_ins.py:{variant}_rqk6', {}),
         ('RQK-4-6', f'configs/ghost_ins.py:{variant}_rqk46', {}),
         ('TIGER', f'configs/tiger_ins.py:{variant}', {}),
@@ -86,6 +87,7 @@ def get_sweep(variant: str, root: str) -> list[dict]:
         ('LC-Rec (per prefix)', f'configs/lcrec_ins.py:{variant}_prefix', {}),
         ('Ghost (per prefix)', f'configs/ghost_ins.py:{variant}',
          {'train.example_kind': 'prefix'}),
+        ('RQK-4 (per prefix)', f'configs/lcrec_ins.py:{variant}_rqk4_prefix', {}),
     ]
   sasrec = os.path.join(root, 'SASRec', 'seed0')
   sweep = [{'name': n, 'config': c, 'overrides': o} for n, c, o in rows]
