@@ -145,12 +145,16 @@ def table_config(method: str, variant: str,
   return config
 
 
+class ConfigError(ValueError):
+  """A config key or value is wrong. The message names the field and the fix."""
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the field and the fix for unknown keys or invalid values."""
+  """Raises ConfigError naming the field and the fix for unknown keys or invalid values."""
   try:
     module = methods.get(config.method)
   except ValueError as e:
-    raise ValueError(f'config.method: {e}') from None
+    raise ConfigError(f'config.method: {e}') from None
   # A method whose fields depend on the config (e.g. LETTER's backbone) says which it expects.
   defaults = module.default_config_for(config) if hasattr(module, 'default_config_for') else None
   reference = base_config(config.method, 'synthetic', defaults)
@@ -190,7 +194,7 @@ def _check_keys(given: dict, known: dict, path: str) -> None:
     if key not in known:
       close = difflib.get_close_matches(key, list(known), n=1)
       hint = f' Did you mean {path}.{close[0]}?' if close else ''
-      raise ValueError(f'Unknown config key {path}.{key}.{hint} Known keys under {path}: '
+      raise ConfigError(f'Unknown config key {path}.{key}.{hint} Known keys under {path}: '
                        f'{sorted(known)}.')
     if isinstance(value, dict) and isinstance(known[key], dict):
       _check_keys(value, known[key], f'{path}.{key}')
@@ -198,4 +202,4 @@ def _check_keys(given: dict, known: dict, path: str) -> None:
 
 def _require(ok: bool, field: str, fix: str) -> None:
   if not ok:
-    raise ValueError(f'Invalid config.{field}: {fix}.')
+    raise ConfigError(f'Invalid config.{field}: {fix}.')

@@ -5,12 +5,17 @@ r"""genrec_jax entry point.
   python -m genrec_jax.main --mode=report --workdir=runs   # tables over every run in runs/
 """
 
+import os
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
 from genrec_jax import run
+from genrec_jax.config import ConfigError
+from genrec_jax.data.raw import DataError
 from genrec_jax.report import tables
 from genrec_jax.train import distributed
 
@@ -25,14 +30,33 @@ flags.DEFINE_string('coordinator_address', '', 'Multi-process runs without SLURM
                     'auto-detection: host:port of process 0.')
 flags.DEFINE_integer('num_processes', 0, 'With --coordinator_address.')
 flags.DEFINE_integer('process_id', -1, 'With --coordinator_address.')
+flags.DEFINE_bool('traceback', False, 'Show the full traceback of config, data and workdir '
+                  'errors (by default they print one line).')
 flags.mark_flag_as_required('workdir')
+
+# Known errors print one line and exit with their own code; anything else is a bug and
+# keeps its traceback.
+EXIT_CODES = {ConfigError: 2, DataError: 3, run.WorkdirError: 4}
 
 
 def main(argv):
+  try:
+    _main(argv)
+  except tuple(EXIT_CODES) as e:
+    if FLAGS.traceback:
+      raise
+    print(f'{type(e).__name__}: {e}', file=sys.stderr)
+    sys.exit(next(code for cls, code in EXIT_CODES.items() if isinstance(e, cls)))
+
+
+def _main(argv):
   del argv
   if not FLAGS['verbosity'].present:  # library INFO logs (orbax, ...) only when asked for
     logging.set_verbosity(logging.WARNING)
   if FLAGS.mode == 'report':
+    if not os.path.isdir(FLAGS.workdir):
+      raise run.WorkdirError(f'--mode=report: {FLAGS.workdir} is not a directory; pass the '
+                             'folder that holds the runs (e.g. --workdir=runs).')
     print(tables.comparison_table(tables.collect(FLAGS.workdir)))
     return
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)

@@ -1,0 +1,104 @@
+"""Bad input, case by case: each gets one named error (file or field, and the fix).
+
+Add a row here with every new reader, side file or config field.
+
+| case                                             | expected                                  |
+|--------------------------------------------------|-------------------------------------------|
+| resume a workdir with another seed / lr          | WorkdirError naming both fields; config.json untouched |
+| resume with another name / log_every             | allowed (they change no number)           |
+| --workdir is a file                              | WorkdirError                              |
+| --mode=eval on an untrained workdir              | WorkdirError naming --mode=train          |
+| --mode=report on a missing directory             | one line, exit code 4                     |
+| an invalid config value on the command line      | one line, exit code 2, no traceback       |
+| a missing data directory                         | one line, exit code 3                     |
+| raw file rewritten, same size and second         | converted again (test_time_order.py)      |
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from genrec_jax import config as config_lib
+from genrec_jax import run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _smoke(**overrides):
+  config = config_lib.load_config_file('configs/sasrec_ins.py:smoke')
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split('.')
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+def _saved_config(tmp_path, **overrides):
+  workdir = str(tmp_path / 'run')
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(_smoke(**overrides).to_json_best_effort(indent=2))
+  return workdir
+
+
+def test_resuming_with_other_numbers_is_refused_before_anything_is_written(tmp_path):
+  workdir = _saved_config(tmp_path)
+  before = open(os.path.join(workdir, 'config.json')).read()
+  with pytest.raises(run.WorkdirError, match=r'seed=0 there, 1 now.*train\.lr') as e:
+    run.train_and_evaluate(_smoke(**{'seed': 1, 'train.lr': 5e-3}), workdir)
+  assert 'train.lr' in str(e.value) and 'new workdir' in str(e.value)
+  assert open(os.path.join(workdir, 'config.json')).read() == before
+  assert sorted(os.listdir(workdir)) == ['config.json']
+
+
+def test_fields_that_change_no_number_may_differ_on_resume(tmp_path):
+  workdir = _saved_config(tmp_path)
+  run.check_same_config(_smoke(**{'name': 'other', 'train.log_every': 7}), workdir)
+  with pytest.raises(run.WorkdirError, match='decode|eval'):
+    run.check_same_config(_smoke(**{'eval.ks': (1, 5)}), workdir)
+  run.check_same_config(_smoke(**{'eval.ks': (1, 5)}), workdir, eval_only=True)
+
+
+def test_a_cut_config_json_is_named(tmp_path):
+  workdir = _saved_config(tmp_path)
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write('{"seed": ')
+  with pytest.raises(run.WorkdirError, match='config.json is not readable JSON'):
+    run.check_same_config(_smoke(), workdir)
+
+
+def test_workdir_that_is_a_file(tmp_path):
+  (tmp_path / 'f').write_text('x')
+  with pytest.raises(run.WorkdirError, match='is a file'):
+    run.train_and_evaluate(_smoke(), str(tmp_path / 'f'))
+
+
+def test_eval_of_an_untrained_workdir_says_train_first(tmp_path):
+  with pytest.raises(run.WorkdirError, match='--mode=train'):
+    run.train_and_evaluate(_smoke(), str(tmp_path / 'empty'), eval_only=True)
+
+
+def _main(*args):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  return subprocess.run([sys.executable, '-m', 'genrec_jax.main', *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize('args, code, message', [
+    (['--mode=report', '--workdir=/nonexistent/runs'], 4, 'WorkdirError: --mode=report'),
+    (['--config=configs/pop_ml100k.py', '--config.data.kcore=0'], 2,
+     'ConfigError: Invalid config.data.kcore'),
+    (['--config=configs/pop_ml100k.py', '--config.data.dir=/nonexistent/ml'], 3, 'DataError'),
+])
+def test_known_errors_print_one_line_and_exit_with_their_code(tmp_path, args, code, message):
+  if not any(a.startswith('--workdir') for a in args):
+    args = [*args, f'--workdir={tmp_path / "run"}']
+  result = _main(*args)
+  assert result.returncode == code, result.stderr[-2000:]
+  assert 'Traceback' not in result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith(message)
