@@ -175,6 +175,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(set(ev.splits) <= {'valid', 'test'} and ev.splits, 'eval.splits',
            "use a subset of ('valid', 'test')")
   validate_tokenize_config(config.tokenize)
+  model = config.get('model', {})
+  if 'dropout' in model:
+    _require(0 <= model.dropout < 1, 'model.dropout', 'must be in [0, 1), e.g. 0.1')
+  for field, value in model.items():
+    if isinstance(value, int) and not isinstance(value, bool) and (
+        field.startswith('num_') or field in ('hidden', 'hidden_size', 'intermediate_size',
+                                              'd_model', 'd_ff', 'head_dim')):
+      _require(value >= 1, f'model.{field}', 'must be >= 1')
+  if 'decode' in config:
+    _require(config.decode.beam_size >= 1, 'decode.beam_size', 'must be >= 1')
   tc = config.train
   _require(tc.batch_size >= 1, 'train.batch_size', 'must be >= 1')
   _require(tc.num_epochs >= 1 or tc.num_steps >= 1, 'train.num_epochs',

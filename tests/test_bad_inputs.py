@@ -12,6 +12,8 @@ Add a row here with every new reader, side file or config field.
 | an invalid config value on the command line      | one line, exit code 2, no traceback       |
 | a missing data directory                         | one line, exit code 3                     |
 | raw file rewritten, same size and second         | converted again (test_time_order.py)      |
+| model.dropout 1.5, model.hidden 0, beam_size 0   | ConfigError naming the field              |
+| data.num_groups above the filtered catalogue     | DataError naming data.num_groups          |
 """
 
 import json
@@ -19,10 +21,14 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from genrec_jax import config as config_lib
 from genrec_jax import run
+from genrec_jax.data import dataset as dataset_lib
+from genrec_jax.data.raw import DataError
+from genrec_jax.data.raw import RawData
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -102,3 +108,25 @@ def test_known_errors_print_one_line_and_exit_with_their_code(tmp_path, args, co
   assert result.returncode == code, result.stderr[-2000:]
   assert 'Traceback' not in result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith(message)
+
+
+@pytest.mark.parametrize('spec, field, value', [
+    ('configs/sasrec_ins.py:smoke', 'model.dropout', 1.5),
+    ('configs/sasrec_ins.py:smoke', 'model.hidden', 0),
+    ('configs/tiger_ins.py:smoke', 'model.num_heads', 0),
+    ('configs/lcrec_ins.py:smoke', 'decode.beam_size', 0),
+])
+def test_out_of_range_model_and_decode_values(spec, field, value):
+  config = config_lib.load_config_file(spec)
+  section, leaf = field.split('.')
+  config[section][leaf] = value
+  with pytest.raises(config_lib.ConfigError, match=f'Invalid config.{field}:'):
+    config_lib.validate(config)
+
+
+def test_more_popularity_groups_than_items():
+  raw = RawData(name='toy', users=np.repeat(['a', 'b', 'c'], 4),
+                items=np.tile(['i1', 'i2', 'i3', 'i4'], 3), timestamps=np.arange(12.0),
+                item_text={}, source_files=('toy.inter',))
+  with pytest.raises(DataError, match='data.num_groups=5 is more than the 4 items'):
+    dataset_lib.preprocess(raw, kcore=1, num_groups=5)

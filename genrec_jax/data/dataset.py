@@ -214,6 +214,11 @@ def preprocess(raw: RawData, *, kcore: int = 5, max_history: int = 20,
   in_train[offsets[1:] - 1] = False
   in_train[offsets[1:] - 2] = False
   counts = np.bincount(seq_items[in_train], minlength=len(item_ids)).astype(np.int64)
+  if num_groups > len(item_ids):
+    raise DataError(f'{raw.name}: data.num_groups={num_groups} is more than the '
+                    f'{len(item_ids)} items left after filtering, so some popularity groups '
+                    'would be empty and dilute mgu_groups; set data.num_groups <= '
+                    f'{len(item_ids)}.')
   is_head, groups = popularity_split(counts, head_ratio, num_groups)
   return Dataset(
       name=raw.name, user_ids=user_raw[kept_users], item_ids=item_ids,
