@@ -14,6 +14,10 @@ Add a row here with every new reader, side file or config field.
 | raw file rewritten, same size and second         | converted again (test_time_order.py)      |
 | model.dropout 1.5, model.hidden 0, beam_size 0   | ConfigError naming the field              |
 | data.num_groups above the filtered catalogue     | DataError naming data.num_groups          |
+| LC-Rec item id "abc", null, 3.7, {}, [1,2], true | DataError naming user and position; skipped and counted with on_bad_line='skip' |
+| LC-Rec user with an empty list                   | counted as user_without_items             |
+| item.json / index.json not JSON, or a list       | DataError naming the file                 |
+| index.json SID that is not a list of tokens      | DataError naming the item                 |
 """
 
 import json
@@ -29,6 +33,8 @@ from genrec_jax import run
 from genrec_jax.data import dataset as dataset_lib
 from genrec_jax.data.raw import DataError
 from genrec_jax.data.raw import RawData
+from genrec_jax.data import readers
+from genrec_jax.tokenize import build
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -130,3 +136,42 @@ def test_more_popularity_groups_than_items():
                 item_text={}, source_files=('toy.inter',))
   with pytest.raises(DataError, match='data.num_groups=5 is more than the 4 items'):
     dataset_lib.preprocess(raw, kcore=1, num_groups=5)
+
+
+def _lcrec(tmp_path, inter, item=None):
+  (tmp_path / 'Toy.inter.json').write_text(json.dumps(inter) if not isinstance(inter, str)
+                                           else inter)
+  if item is not None:
+    (tmp_path / 'Toy.item.json').write_text(item)
+  return tmp_path
+
+
+@pytest.mark.parametrize('bad', ['abc', None, 3.7, {}, [1, 2], True, '-1'])
+def test_lcrec_item_ids_must_be_integers(tmp_path, bad):
+  inter = {'0': [1, 2, 3, bad], '1': [2, 3, 4]}
+  with pytest.raises(DataError, match=r"user '0', position 3: item id .* is not an integer"):
+    readers.read_lcrec(_lcrec(tmp_path, inter), 'Toy')
+  data = readers.read_lcrec(tmp_path, 'Toy', on_bad_line='skip')
+  assert list(data.items) == ['1', '2', '3', '2', '3', '4']
+  assert data.dropped == {'bad_item_id': 1}
+
+
+def test_lcrec_user_without_items_is_counted(tmp_path):
+  data = readers.read_lcrec(_lcrec(tmp_path, {'0': [1, 2, 3], '1': []}), 'Toy')
+  assert set(data.users) == {'0'} and data.dropped == {'user_without_items': 1}
+
+
+@pytest.mark.parametrize('text, message', [('{"1": ', 'not valid JSON'),
+                                           ('[1, 2]', 'holds a JSON list')])
+def test_lcrec_item_json_that_is_not_an_object(tmp_path, text, message):
+  with pytest.raises(DataError, match=f'Toy.item.json: {message}'):
+    readers.read_lcrec(_lcrec(tmp_path, {'0': [1, 2, 3]}, item=text), 'Toy')
+
+
+@pytest.mark.parametrize('text, message', [
+    ('{"a": ', 'index.json: not valid JSON'), ('["<a_1>"]', 'index.json: holds a JSON list'),
+    ('{"i1": "<a_1><b_2>"}', 'item i1 maps to "<a_1><b_2>"; expected a list')])
+def test_index_json_errors_name_the_file(tmp_path, text, message):
+  (tmp_path / 'X.index.json').write_text(text)
+  with pytest.raises(DataError, match=message):
+    build.precomputed_codes(str(tmp_path / 'X.index.json'), np.array(['i1']))

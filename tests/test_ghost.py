@@ -5,8 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from genrec_jax.data import dataset as dataset_lib
+from genrec_jax.data import synthetic
+from genrec_jax.data.pipeline import train_iterator
 from genrec_jax.methods import backbones
 from genrec_jax.methods._generative import GenerativeRecommender
+from genrec_jax.methods._generative import auo_token_mask
 from genrec_jax.methods.ghost import undesired_collection
 from genrec_jax.models import transformer as transformer_lib
 from genrec_jax.tokenize.sid_table import SIDTable
@@ -53,6 +57,85 @@ def test_auo_by_hand():
   loss, metrics = method.loss_fn(params, batch, None)
   assert loss == pytest.approx(np.mean(nll) + 0.5 * np.mean(auo), rel=1e-5)
   assert metrics['auo'] == pytest.approx(np.mean(auo), rel=1e-5)
+
+
+def test_auo_skips_the_distractor_tokens_shared_with_the_target():
+  """A distractor sharing the target's first token is only penalised from token 1 on."""
+  table = np.array([[2.0, 0.0, 1.0, -1.0], [0.5, 0.5, 3.0, 0.0]])
+  # Target 3 = (a1, b1) = tokens (1, 3). Distractor 2 = (1, 2) shares token 0 with it;
+  # distractor 1 = (0, 3) differs at token 0, so its token 1 (equal to the target's) counts.
+  method = GenerativeRecommender(
+      _FixedLogits(table), SIDS, 4, max_history=2, beam_size=2, token_base=0, auo_weight=0.5,
+      distractors=np.array([[2, 1]] * 4), is_tail=np.array([False, False, True, True]))
+  params = method.init(None)
+  batch = {'history': jnp.array([[2, -1]]), 'target': jnp.array([3])}
+  _, auo = method.per_example_terms(params, batch, None)
+  p = np.exp(table) / np.exp(table).sum(1, keepdims=True)
+  expected = -(np.log(1 - p[1, 2]) + np.log(1 - p[0, 0]) + np.log(1 - p[1, 3]))
+  assert auo[0] == pytest.approx(expected, rel=1e-5)
+  # The old behaviour also pushed down the target's own first token a1 (p[0, 1]).
+  old = expected - np.log(1 - p[0, 1])
+  assert float(auo[0]) != pytest.approx(old, rel=1e-3)  # fails on the old behaviour
+
+
+def test_auo_token_mask_by_hand():
+  # Variable-length tokens (-1 padded), e.g. SKT heads ending early.
+  tokens = np.array([[0, 4, 8, -1],    # 0 head
+                     [0, 4, 9, 12],    # 1 tail: shares (0, 4) with item 0
+                     [1, 4, 8, -1],    # 2 head: differs at token 0
+                     [0, 5, 8, 12]])   # 3 tail: shares (0,) with items 0, 1
+  distractors = np.array([[1, 3], [0, 2], [1, 3], [0, 1]])
+  mask = auo_token_mask(tokens, distractors)
+  assert mask.shape == (4, 2, 4)
+  assert mask[1, 0].tolist() == [False, False, True, False]  # item 0 for 1: lcp 2, padding
+  assert mask[1, 1].tolist() == [True, True, True, False]  # item 2 for 1: lcp 0
+  assert mask[3, 0].tolist() == [False, True, True, False]  # item 0 for 3: lcp 1
+  assert mask[3, 1].tolist() == [False, True, True, True]  # item 1 for 3: lcp 1, then 12 counts
+  assert mask[0, 1].tolist() == [False, True, True, True]
+
+
+def test_sequence_auo_with_shared_prefix_distractors_equals_per_prefix():
+  """Whole-sequence AUO equals per-prefix AUO when distractors share the target's prefix,
+  and both differ from the unmasked sum."""
+  raw = synthetic.generate(num_users=40, num_items=32, mean_length=8, seed=3)
+  ds = dataset_lib.preprocess(raw, kcore=2, max_history=4)
+  num_items = ds.num_items
+  codes = np.stack([np.arange(num_items) // 8, np.arange(num_items) % 8], 1).astype(np.int32)
+  sids = SIDTable(codes=codes, level_sizes=(num_items // 8 + 1, 8),
+                  ends_with_eos=np.zeros(num_items, bool), level_names=('a', 'b'))
+  is_tail = np.arange(num_items) % 2 == 1
+  # Distractors: the head item just before (same first token) and one from another group.
+  own = np.arange(num_items) - 1 + (np.arange(num_items) % 2 == 0)
+  other = (own + 8) % (num_items - num_items % 2)
+  distractors = np.stack([np.maximum(own, 0), other - other % 2], 1)
+  config = transformer_lib.TransformerConfig(
+      vocab_size=sids.vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+      num_attention_heads=2, model_type='llama', tie_word_embeddings=True)
+  method = GenerativeRecommender(
+      backbones.DecoderBackbone(transformer_lib.Transformer(config)), sids, num_items,
+      max_history=ds.max_history, beam_size=4, token_base=0, auo_weight=1.0,
+      distractors=distractors, is_tail=is_tail)
+  tokens = method.item_tokens_host
+  assert (tokens[distractors[is_tail, 0], 0] == tokens[is_tail, 0]).all()
+  params = method.init(jax.random.PRNGKey(0))
+  batch = next(train_iterator(ds, batch_size=6, seed=0, kind='sequence', targets_per_chunk=32))
+  width = batch['items'].shape[1]
+  history, targets = [], []
+  for items, is_target in zip(batch['items'], batch['is_target']):
+    for col in np.flatnonzero(is_target):
+      history.append(np.pad(items[:col], (width - col, 0), constant_values=-1))
+      targets.append(items[col])
+  prefix = {'history': jnp.asarray(np.stack(history)), 'target': jnp.asarray(targets)}
+  seq = {k: jnp.asarray(v) for k, v in batch.items()}
+  _, seq_auo = method.sequence_terms(params, seq, None)
+  _, pre_auo = method.per_example_terms(params, prefix, None)
+  np.testing.assert_allclose(np.asarray(seq_auo)[np.asarray(seq['is_target'])], pre_auo,
+                             rtol=1e-4, atol=1e-5)
+  assert (np.asarray(pre_auo) > 0).sum() > 5
+  method.auo_mask = jnp.asarray(tokens[distractors] >= 0)  # the old, unmasked behaviour
+  _, old_auo = method.per_example_terms(params, prefix, None)
+  tail = np.asarray(is_tail)[np.asarray(targets)]
+  assert (np.asarray(old_auo)[tail] > np.asarray(pre_auo)[tail] + 1e-4).all()
 
 
 def test_auo_gradient_lowers_head_distractors_and_raises_the_tail_target():

@@ -4,11 +4,15 @@ import jax
 import numpy as np
 import pytest
 
+from genrec_jax import config as config_lib
 from genrec_jax.data import dataset as dataset_lib
 from genrec_jax.data import synthetic
+from genrec_jax.tokenize import skt
 from genrec_jax.tokenize import stats
 from genrec_jax.tokenize.build import build_sids
 from genrec_jax.tokenize.build import default_tokenize_config
+from genrec_jax.tokenize.build import reduce_dim
+from genrec_jax.tokenize.build import validate_tokenize_config
 from genrec_jax.tokenize.skt import nearest_head
 from genrec_jax.tokenize.skt import skt_codes
 
@@ -64,3 +68,62 @@ def test_variable_length_without_inheritance(data):
   lengths = table.lengths - (table.codes[:, -1] >= 0)  # without the dedup token
   assert set(lengths[ds.is_head].tolist()) == {3}  # 2 codes + EOS
   assert set(lengths[~ds.is_head].tolist()) == {4}
+
+
+def _anchor_data(data):
+  """The fixture's embeddings plus 12 noise dims: PCA to 4 dims changes many neighbours."""
+  ds, emb = data
+  rng = np.random.default_rng(1)
+  wide = np.concatenate([emb, 0.8 * rng.normal(size=(len(emb), 12))], 1).astype(np.float32)
+  return ds, wide
+
+
+def _brute_force_anchor(space, t, heads):
+  x = space / np.linalg.norm(space, axis=1, keepdims=True)
+  return heads[np.argmax([x[h] @ x[t] for h in heads])]
+
+
+@pytest.mark.parametrize('anchor_space', ['pca', 'full'])
+def test_skt_anchor_space(data, anchor_space, monkeypatch):
+  """'pca': every tail item's anchor is its cosine-nearest head in the PCA space X_v of the
+  residuals (brute force); 'full': the full-embedding anchor and codes of before."""
+  ds, emb = _anchor_data(data)
+  tok = default_tokenize_config()
+  tok.update(method='skt', codes_per_level=6, head_levels=2, tail_levels=2, pca_dim=4,
+             skt_anchor_space=anchor_space)
+  calls = []
+
+  def recording_nearest_head(similarity, is_head):
+    out = nearest_head(similarity, is_head)
+    calls.append(out)
+    return out
+
+  monkeypatch.setattr(skt, 'nearest_head', recording_nearest_head)
+  table = build_sids(tok, ds, emb, seed=0)
+  (anchor,) = calls
+  x = reduce_dim(emb, 4)
+  heads, tails = np.flatnonzero(ds.is_head), np.flatnonzero(~ds.is_head)
+  pca_anchor = np.array([_brute_force_anchor(x, t, heads) for t in tails])
+  full_anchor = np.array([_brute_force_anchor(emb, t, heads) for t in tails])
+  assert (pca_anchor != full_anchor).sum() >= 5  # the two spaces disagree on some tails
+  expected = pca_anchor if anchor_space == 'pca' else full_anchor
+  np.testing.assert_array_equal(anchor[tails], expected)
+  np.testing.assert_array_equal(table.codes[tails, :2], table.codes[expected, :2])
+  if anchor_space == 'full':  # exactly the old tokenize stage: skt_codes(x, full embeddings)
+    old_codes, _, _, _ = skt_codes(x, emb, ds.is_head, jax.random.PRNGKey(0), head_levels=2,
+                                   tail_levels=2, codes_per_level=6, num_iters=tok.kmeans_iters,
+                                   tol=tok.kmeans_tol,
+                                   normalize_residuals=tok.normalize_residuals)
+    np.testing.assert_array_equal(table.codes[:, :4], old_codes)
+
+
+def test_skt_anchor_space_is_validated():
+  tok = default_tokenize_config()
+  tok.skt_anchor_space = 'text'
+  with pytest.raises(ValueError, match=r'tokenize\.skt_anchor_space'):
+    validate_tokenize_config(tok)
+  config = config_lib.base_config('ghost', 'synthetic')
+  config_lib.validate(config)  # the default, 'pca', is valid
+  config.tokenize.skt_anchor_space = 'text'
+  with pytest.raises(ValueError, match=r'tokenize\.skt_anchor_space'):
+    config_lib.validate(config)

@@ -8,12 +8,27 @@ count what they had to drop (with the reason) in `dropped`; preprocessing does t
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 
 
 class DataError(ValueError):
   """Bad input data. The message names the file, the line or field, and the fix."""
+
+
+def read_json_object(path: str, expected: str) -> dict:
+  """A JSON side file that must hold one object, or a DataError naming the file."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      value = json.load(f)
+  except FileNotFoundError:
+    raise DataError(f'{path}: not found; expected {expected}.') from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise DataError(f'{path}: not valid JSON ({e}); expected {expected}.') from None
+  if not isinstance(value, dict):
+    raise DataError(f'{path}: holds a JSON {type(value).__name__}; expected {expected}.')
+  return value
 
 
 @dataclasses.dataclass(frozen=True)

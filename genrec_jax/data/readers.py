@@ -212,6 +212,12 @@ def read_movielens100k(data_dir: PathLike | None = None, *,
   return dataclasses.replace(data, item_text=item_text)
 
 
+def _is_int_id(item) -> bool:
+  if isinstance(item, bool):
+    return False
+  return isinstance(item, int) or (isinstance(item, str) and item.isdigit())
+
+
 def read_lcrec(data_dir: PathLike, name: str, *, on_bad_line: str = 'error') -> raw.RawData:
   """Reads the LC-Rec / LETTER processed format used across generative recommendation.
 
@@ -224,20 +230,22 @@ def read_lcrec(data_dir: PathLike, name: str, *, on_bad_line: str = 'error') -> 
                           f'{name}.index.json) in the LC-Rec / LETTER processed format')
   path = _require_file(data_dir, [f'{name}.inter.json'], f'{name}.inter.json')
   bad = _BadRecords(on_bad_line)
-  try:
-    with open(path, encoding='utf-8') as f:
-      sequences = json.load(f)
-  except json.JSONDecodeError as e:
-    raise raw.DataError(f'{path}: not valid JSON ({e}); expected {{user: [items]}}.') from e
-  if not isinstance(sequences, dict):
-    raise raw.DataError(f'{path}: expected a JSON object {{user: [items in time order]}}.')
+  sequences = raw.read_json_object(path, '{user: [items in time order]}')
   interactions = _Interactions(path)
   for user, items in sequences.items():
     if not isinstance(items, list):
       bad.reject('malformed_row', f'{path}: user {user!r} maps to {type(items).__name__}, '
                  'not a list of item ids.')
       continue
+    if not items:
+      bad.dropped['user_without_items'] += 1  # counted, as every dropped record is
+      continue
     for position, item in enumerate(items):
+      if not _is_int_id(item):
+        bad.reject('bad_item_id', f'{path}: user {user!r}, position {position}: item id '
+                   f'{json.dumps(item)} is not an integer; LC-Rec ids are ints (or strings '
+                   'of digits).')
+        continue
       interactions.users.append(str(user))
       interactions.items.append(str(item))
       interactions.timestamps.append(float(position))
@@ -245,10 +253,14 @@ def read_lcrec(data_dir: PathLike, name: str, *, on_bad_line: str = 'error') -> 
   item_path = _first_existing(data_dir, [f'{name}.item.json'])
   item_text = {}
   if item_path:
-    with open(item_path, encoding='utf-8') as f:
-      records = json.load(f)
+    records = raw.read_json_object(
+        item_path, '{item id: {title, description, brand, categories}}')
     known = set(interactions.items)
     for item, fields in records.items():
+      if not isinstance(fields, dict):
+        bad.reject('malformed_row', f'{item_path}: item {item!r} maps to '
+                   f'{type(fields).__name__}, not an object of text fields.')
+        continue
       if str(item) not in known:
         bad.dropped['meta_item_without_interactions'] += 1
         continue

@@ -4,7 +4,9 @@ SID; decoding is the trie-constrained beam search, so only real items come out.
 
 Training objective per example with target item v and history h (SID tokens c_v):
   NLL_b = −Σ_i log P(c_v^(i) | h, c_v^(<i))            (summed over the SID's tokens)
-  AUO_b = −Σ_{d ∈ distractors(v)} Σ_i log(1 − P(c_d^(i) | h, c_d^(<i)))   (Ghost; tail v only)
+  AUO_b = −Σ_{d ∈ distractors(v)} Σ_{i ≥ lcp(d, v)} log(1 − P(c_d^(i) | h, c_d^(<i)))
+          (Ghost; tail v only; the tokens of d inside its longest common prefix with v are
+          v's own tokens, so they are left out: only from the first differing token on)
   loss  = (Σ_b w_b · NLL_b + α · Σ_b AUO_b) / number of targets in the batch
 w_b are per-target weights (1, or IFairLRS-RW's group weights). Probabilities are softmax
 over the full vocabulary. Distractor SIDs are teacher-forced along their own prefixes from
@@ -76,6 +78,20 @@ def unlikelihood(log_probs: jax.Array, valid: jax.Array) -> jax.Array:
   return jnp.where(valid, -jnp.log1p(-p), 0.0)
 
 
+def auo_token_mask(item_tokens: np.ndarray, distractors: np.ndarray) -> np.ndarray:
+  """[I, Kb, L] bool: the tokens of each item's distractors that AUO penalises.
+
+  item_tokens [I, L] (-1 padded), distractors [I, Kb] item indices (-1: none). Token i of
+  distractor d of target v is masked out when d[:i+1] == v[:i+1] (it lies in their longest
+  common prefix: pushing it down would push down v's own token); from the first differing
+  token on, every real token counts. Padding and missing distractors never count.
+  """
+  target = item_tokens[:, None, :]  # [I, 1, L]
+  tokens = np.where((distractors >= 0)[..., None], item_tokens[distractors], -1)  # [I, Kb, L]
+  shared = np.cumprod((tokens == target) & (tokens >= 0), axis=-1).astype(bool)
+  return (tokens >= 0) & ~shared
+
+
 class GenerativeRecommender:
   """A SID generator on a backbone (see `backbones.py`), trained and decoded the same way for
   every method built on it. Methods add per-example weights and distractors via hooks."""
@@ -98,6 +114,9 @@ class GenerativeRecommender:
     self.trie = jax.device_put(build_trie(self.item_tokens_host))
     self.auo_weight = auo_weight
     self.distractors = None if distractors is None else jnp.asarray(distractors)  # [I, Kb]
+    # [I, Kb, L] which distractor tokens get the unlikelihood (see `auo_token_mask`).
+    self.auo_mask = (None if distractors is None else
+                     jnp.asarray(auo_token_mask(self.item_tokens_host, np.asarray(distractors))))
     self.is_tail = None if is_tail is None else jnp.asarray(is_tail)
     self.example_weight = example_weight  # callable(target items) -> weights, or None
     self.instructions = None  # set to an instructions.Instructions for LC-Rec's prompts
@@ -135,7 +154,7 @@ class GenerativeRecommender:
     nll = -log_probs[:, 0].sum(-1)
     if not use_auo:
       return nll, None
-    auo = unlikelihood(log_probs[:, 1:], continuations[:, 1:] >= 0).sum((1, 2))
+    auo = unlikelihood(log_probs[:, 1:], self.auo_mask[batch['target']]).sum((1, 2))
     return nll, jnp.where(self.is_tail[batch['target']], auo, 0.0)
 
   def _prefix_loss(self, params, batch, rng):
@@ -213,7 +232,8 @@ class GenerativeRecommender:
     rest_logits = branch_logits.reshape(batch_size, num_slots, num_k, length - 1, -1)
     rest = sequence_log_probs(rest_logits, distractors[..., 1:])  # [B, S, K, L-1]
     log_probs = jnp.concatenate([first[..., None], rest], axis=-1)
-    slot_auo = jnp.where(slot_active, unlikelihood(log_probs, distractors >= 0).sum((2, 3)), 0.)
+    penalised = self.auo_mask[slot_items] & (distractors >= 0)  # [B, S, K, L]
+    slot_auo = jnp.where(slot_active, unlikelihood(log_probs, penalised).sum((2, 3)), 0.)
     auo = jax.vmap(lambda v, i: jnp.zeros(width).at[i].add(v))(slot_auo, slots)
     return nll, auo
 

@@ -5,7 +5,9 @@
          V_rough = top K_a head items by cosine similarity of item embeddings to v;
          distractors(v) = the K_b of V_rough with the shortest longest-common-prefix with v's
            SID (ties: higher similarity first), precomputed once;
-         L_AUO = −Σ_{d ∈ distractors(v)} Σ_i log(1 − P(c_d^(i) | h, c_d^(<i)));
+         L_AUO = −Σ_{d ∈ distractors(v)} Σ_i log(1 − P(c_d^(i) | h, c_d^(<i))), over d's
+           tokens from its first token that differs from v's on (a shared prefix is v's
+           own; see _generative.auo_token_mask);
          L = L_NLL + α·L_AUO, α = ghost.alpha (0.1).
 The loss is computed by the shared generative stage (methods/_generative.py), with per-prefix
 examples or whole-sequence chunks (distractors branch off the chunk's stream); either way

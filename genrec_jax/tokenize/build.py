@@ -9,8 +9,10 @@ config.tokenize.method picks the tokenizer:
   rqvae       RQ-VAE (TIGER, LC-Rec; Sinkhorn on chosen levels);
   letter      RQ-VAE + LETTER's collaborative and diversity regularisers.
 Embeddings are first reduced by PCA to `pca_dim` (0 keeps them; the papers use an MLP to 32
-dims). Similarity for SKT's head anchors uses the full embeddings. Then the dedup level
-(`dedup`) makes every SID unique; the collision rate before it is recorded.
+dims). SKT picks each tail item's head anchor by cosine similarity in `skt_anchor_space`:
+'pca' (default) the same reduced space X_v its residual is taken in, as Ghost's equations
+imply; 'full' the full embeddings (the earlier behaviour, kept for comparison). Then the
+dedup level (`dedup`) makes every SID unique; the collision rate before it is recorded.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 from genrec_jax.data.dataset import Dataset
 from genrec_jax.data.dataset import fingerprint
 from genrec_jax.data.raw import DataError
+from genrec_jax.data.raw import read_json_object
 from genrec_jax.embed.collaborative import item_embeddings_from_run
 from genrec_jax.tokenize import rq_kmeans
 from genrec_jax.tokenize import rqvae
@@ -37,6 +40,7 @@ from genrec_jax.tokenize.rqvae import default_rqvae_config
 
 METHODS = ('rq_kmeans', 'skt', 'rqk_var', 'rqvae', 'letter', 'precomputed')
 LEVEL_NAMES = 'abcdefghijklmnop'
+SKT_ANCHOR_SPACES = ('pca', 'full')
 
 
 def default_tokenize_config() -> ml_collections.ConfigDict:
@@ -46,6 +50,7 @@ def default_tokenize_config() -> ml_collections.ConfigDict:
       codes_per_level=256,
       head_levels=3,  # skt / rqk_var: L^h
       tail_levels=2,  # skt: L^t extra tail levels; rqk_var: total tail levels
+      skt_anchor_space='pca',  # skt: cosine for head anchors in 'pca' (X_v) or 'full' space
       pca_dim=32,
       normalize_residuals=False,
       kmeans_iters=100,
@@ -61,6 +66,10 @@ def default_tokenize_config() -> ml_collections.ConfigDict:
 def validate_tokenize_config(tok) -> None:
   if tok.method not in METHODS:
     raise ValueError(f'Invalid config.tokenize.method {tok.method!r}: use one of {METHODS}.')
+  if tok.skt_anchor_space not in SKT_ANCHOR_SPACES:
+    raise ValueError(f'Invalid config.tokenize.skt_anchor_space {tok.skt_anchor_space!r}: use '
+                     "'pca' (anchors chosen in the PCA space of the residuals) or 'full' "
+                     '(the full embeddings).')
   if tok.dedup not in ('colliding', 'all', 'none'):
     raise ValueError("Invalid config.tokenize.dedup: use 'colliding', 'all' or 'none'.")
   for field in ('levels', 'codes_per_level', 'head_levels', 'tail_levels'):
@@ -80,7 +89,10 @@ def validate_tokenize_config(tok) -> None:
 def build_sids(tok, dataset: Dataset, embeddings: np.ndarray, seed: int,
                workdir: str | None = None) -> SIDTable:
   """The SID table for `dataset`, from the workdir cache when the same inputs made one."""
-  key = fingerprint(tok.to_dict(), seed, embeddings.shape,
+  tok_key = tok.to_dict()
+  if tok.method != 'skt':  # only SKT reads it: other methods keep their cached SIDs
+    tok_key.pop('skt_anchor_space', None)
+  key = fingerprint(tok_key, seed, embeddings.shape,
                     float(np.asarray(embeddings, np.float64).sum()), dataset.is_head.tolist())
   path = os.path.join(workdir, 'sids', f'{tok.method}-{key}.npz') if workdir else None
   if path and os.path.exists(path):
@@ -105,8 +117,9 @@ def _fit(tok, dataset: Dataset, embeddings: np.ndarray, key: jax.Array) -> SIDTa
     codes = np.asarray(rq_kmeans.encode(model, x)[0], np.int32)
     eos, level_sizes, info = np.zeros(len(x), bool), [size] * tok.levels, {}
   elif tok.method == 'skt':
+    similarity = x if tok.skt_anchor_space == 'pca' else embeddings
     codes, eos, level_sizes, info = skt.skt_codes(
-        x, embeddings, dataset.is_head, key, head_levels=tok.head_levels,
+        x, similarity, dataset.is_head, key, head_levels=tok.head_levels,
         tail_levels=tok.tail_levels, codes_per_level=tok.codes_per_level, **kmeans_args)
   elif tok.method == 'rqk_var':
     codes, eos, level_sizes, info = skt.variable_length_codes(
@@ -133,18 +146,17 @@ _SID_TOKEN = re.compile(r'^<([a-z])_(\d+)>$')
 
 def precomputed_codes(path: str, item_ids: np.ndarray) -> tuple[np.ndarray, list[int]]:
   """(codes [I, L], level sizes) from an index.json of '<a_12>'-style tokens per item."""
-  try:
-    with open(path) as f:
-      index = json.load(f)
-  except FileNotFoundError:
-    raise DataError(f'{path}: SID index not found; set tokenize.index_path to the '
-                    'X.index.json of this dataset.') from None
+  index = read_json_object(path, '{item id: ["<a_N>", "<b_N>", ...]} (set '
+                           'tokenize.index_path to the X.index.json of this dataset)')
   rows = []
   for item in item_ids:
     tokens = index.get(str(item))
     if tokens is None:
       raise DataError(f'{path}: no SID for item {item}; the index does not belong to this '
                       'dataset (or was made before filtering).')
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+      raise DataError(f'{path}: item {item} maps to {json.dumps(tokens)}; expected a list '
+                      'of SID tokens like ["<a_12>", "<b_3>"].')
     levels = [_SID_TOKEN.match(t) for t in tokens]
     if not all(levels) or [m.group(1) for m in levels] != list(LEVEL_NAMES[:len(levels)]):
       raise DataError(f'{path}: item {item} has SID {tokens}; expected tokens "<a_N>", '

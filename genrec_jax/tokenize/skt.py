@@ -3,7 +3,9 @@
 SKT (Ghost, Sec. III-B):
   1. head items get L^h-level RQ-KMeans SIDs fitted on head items only;
   2. each tail item v' takes the head item v* with the highest cosine similarity of
-     embeddings (`similarity_embeddings`, the full text embeddings) and inherits its L^h codes;
+     `similarity_embeddings` and inherits its L^h codes (the tokenize stage passes x itself,
+     the PCA-reduced X_v the residual below lives in, or with tokenize.skt_anchor_space='full'
+     the full embeddings);
   3. the tail item's residual r = X_v' − Σ_i μ^(i)_{c_v*^(i)} (the head reconstruction of v*)
      is quantised by L^t tail codebooks fitted on the tail residuals;
   4. head SIDs end with EOS, so at step L^h + 1 a head item emits EOS and a tail item its
