@@ -4,7 +4,7 @@ Add a row here with every new reader, side file or config field.
 
 | case                                             | expected                                  |
 |--------------------------------------------------|-------------------------------------------|
-| resume a workdir with another seed / lr          | WorkdirError naming both fields; config.json untouched |
+| resume a workdir with another seed / lr          | WorkdirError naming both; nothing written |
 | resume with another name / log_every             | allowed (they change no number)           |
 | --workdir is a file                              | WorkdirError                              |
 | --mode=eval on an untrained workdir              | WorkdirError naming --mode=train          |
@@ -14,7 +14,10 @@ Add a row here with every new reader, side file or config field.
 | raw file rewritten, same size and second         | converted again (test_time_order.py)      |
 | model.dropout 1.5, model.hidden 0, beam_size 0   | ConfigError naming the field              |
 | data.num_groups above the filtered catalogue     | DataError naming data.num_groups          |
-| LC-Rec item id "abc", null, 3.7, {}, [1,2], true | DataError naming user and position; skipped and counted with on_bad_line='skip' |
+| report: runs of two datasets, a repeated seed    | separate rows; the repeat counted once    |
+| report: a run with other eval.ks                 | its missing columns left empty            |
+| LC-Rec item id "abc", null, 3.7, {}, [1,2], true | DataError naming user and position      |
+|   ... with data.on_bad_line='skip'               | skipped and counted as bad_item_id        |
 | LC-Rec user with an empty list                   | counted as user_without_items             |
 | item.json / index.json not JSON, or a list       | DataError naming the file                 |
 | index.json SID that is not a list of tokens      | DataError naming the item                 |
@@ -35,6 +38,7 @@ from genrec_jax.data.raw import DataError
 from genrec_jax.data.raw import RawData
 from genrec_jax.data import readers
 from genrec_jax.tokenize import build
+from genrec_jax.report import tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -175,3 +179,36 @@ def test_index_json_errors_name_the_file(tmp_path, text, message):
   (tmp_path / 'X.index.json').write_text(text)
   with pytest.raises(DataError, match=message):
     build.precomputed_codes(str(tmp_path / 'X.index.json'), np.array(['i1']))
+
+
+def _record(root, run, name, seed, dataset, metrics):
+  os.makedirs(root / run)
+  (root / run / 'results.json').write_text(json.dumps(
+      {'name': name, 'seed': seed, 'dataset': dataset, 'protocol': 'full',
+       'splits': {'test': metrics}}))
+
+
+def test_report_keeps_datasets_apart_and_counts_a_seed_once(tmp_path):
+  m = {'hr@10': 0.1}
+  _record(tmp_path, 'a/seed0', 'LC-Rec', 0, 'ml-100k', m)
+  _record(tmp_path, 'a/seed0_again', 'LC-Rec', 0, 'ml-100k', {'hr@10': 0.9})
+  _record(tmp_path, 'b/seed0', 'LC-Rec', 0, 'instruments', m)
+  rows = tables.collect(str(tmp_path))
+  assert {n: len(r) for n, r in rows.items()} == {'LC-Rec [ml-100k; full]': 1,
+                                                  'LC-Rec [instruments; full]': 1}
+  assert rows['LC-Rec [ml-100k; full]'][0]['hr@10'] == 0.1
+
+
+def test_report_of_runs_with_other_ks(tmp_path):
+  full = {f'{m}@{k}{p}': 0.5 for m in ('hr', 'ndcg') for k in (5, 10) for p in ('', '/tail')}
+  full.update({'mgu@5': .3, 'mgu@10': .3, 'arp@5': 9., 'arp@10': 9.})
+  _record(tmp_path, 'x/seed0', 'A', 0, 'd', full)
+  _record(tmp_path, 'y/seed0', 'B', 0, 'd', {'hr@1': 0.2, 'mgu@1': 0.1})
+  _record(tmp_path, 'y/seed1', 'B', 1, 'd', {'hr@1': 0.2, 'mgu@1': 0.1, 'hr@10': 0.4})
+  table = tables.comparison_table(tables.collect(str(tmp_path)))
+  assert table.splitlines()[-1].startswith('| B | 2 | –')
+
+
+def test_report_of_a_missing_directory(tmp_path):
+  with pytest.raises(FileNotFoundError, match='no such directory'):
+    tables.collect(str(tmp_path / 'nope'))

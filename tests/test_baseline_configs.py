@@ -18,7 +18,8 @@ def test_lcrec_uses_its_rqvae_with_a_sinkhorn_last_level(variant):
   assert tok.rqvae.sinkhorn_epsilons[-1] > 0  # build.py applies it to the last level only
 
 
-@pytest.mark.parametrize('spec', ['configs/ifairlrs_ins.py:cpu_rw', 'configs/ifairlrs_ins.py:cpu_rr',
+@pytest.mark.parametrize('spec', ['configs/ifairlrs_ins.py:cpu_rw',
+                                  'configs/ifairlrs_ins.py:cpu_rr',
                                   'configs/augment_ins.py:cpu_augment',
                                   'configs/augment_ins.py:cpu_substitute'])
 def test_lcrec_based_debiasing_rows_share_lcrec_tokenizer(spec):

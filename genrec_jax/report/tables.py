@@ -11,6 +11,7 @@ import glob
 import json
 import os
 
+from absl import logging
 import numpy as np
 
 from genrec_jax.eval import metrics as metrics_lib
@@ -44,10 +45,13 @@ COMPARISON_COLUMNS = (
 
 def comparison_table(rows: dict[str, list[dict[str, float]]], ks=(5, 10)) -> str:
   """Rows = {name: [metrics of each seed]}; CNS is computed per seed-mean across the rows."""
-  means = {name: {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
+  # A metric a run lacks (other eval.ks) is left out of its row's mean, never a KeyError.
+  means = {name: {key: float(np.mean([r[key] for r in runs]))
+                  for key in set.intersection(*(set(r) for r in runs))}
            for name, runs in rows.items()}
+  cns_keys = ('hr@{k}', 'hr@{k}/tail', 'ndcg@{k}', 'ndcg@{k}/tail', 'mgu@{k}', 'arp@{k}')
   for k in ks:
-    if len(means) >= 2 and all(f'mgu@{k}' in m for m in means.values()):
+    if len(means) >= 2 and all(key.format(k=k) in m for m in means.values() for key in cns_keys):
       for name, score in metrics_lib.cns(means, k).items():
         means[name][f'cns@{k}'] = score
   titles = [title.format(k=k) for k in ks for title, _ in COMPARISON_COLUMNS]
@@ -142,12 +146,32 @@ def _relative(value: float, reference: float) -> float:
 def collect(root: str, split: str = 'test') -> dict[str, list[dict[str, float]]]:
   """{config name: [split metrics of each run, with its 'seed']} for every results.json
   under root."""
+  if not os.path.isdir(root):
+    raise FileNotFoundError(f'{root}: no such directory of runs.')
+  found = list(_runs(root))
+  # One row per (name, dataset, protocol): runs of two datasets are never pooled.
+  settings = {}
+  for _, result in found:
+    settings.setdefault(result['name'], set()).add((result.get('dataset'),
+                                                    result.get('protocol')))
   rows: dict[str, list[dict[str, float]]] = {}
-  for _, result in _runs(root):
+  seen = set()
+  for run_dir, result in found:
+    name = result['name']
+    if len(settings[name]) > 1:
+      name = f"{name} [{result.get('dataset')}; {result.get('protocol')}]"
+    if split not in result['splits']:
+      logging.warning('%s: no %s split in results.json; left out of the table', run_dir, split)
+      continue
+    if (name, result.get('seed')) in seen:
+      logging.warning('%s: seed %s of %s already counted; this repeat is left out', run_dir,
+                      result.get('seed'), name)
+      continue
+    seen.add((name, result.get('seed')))
     metrics = dict(result['splits'][split])
     if 'seed' in result:
       metrics['seed'] = result['seed']
-    rows.setdefault(result['name'], []).append(metrics)
+    rows.setdefault(name, []).append(metrics)
   return rows
 
 
