@@ -36,7 +36,7 @@ flags.mark_flag_as_required('workdir')
 
 # Known errors print one line and exit with their own code; anything else is a bug and
 # keeps its traceback.
-EXIT_CODES = {ConfigError: 2, DataError: 3, run.WorkdirError: 4}
+EXIT_CODES = {ConfigError: 2, DataError: 3, run.WorkdirError: 4, FloatingPointError: 5}
 
 
 def main(argv):

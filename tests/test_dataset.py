@@ -23,7 +23,7 @@ def _sequences(ds):
 def test_stable_time_sort_keeps_file_order_among_ties_and_dedups_first():
   rows = [('u1', 'c', 5), ('u1', 'a', 1), ('u1', 'b', 5), ('u1', 'a', 9), ('u1', 'd', 7),
           ('u2', 'd', 3), ('u2', 'c', 3), ('u2', 'b', 1)]
-  ds = dataset_lib.preprocess(_raw(rows), kcore=1)
+  ds = dataset_lib.preprocess(_raw(rows), kcore=1, num_groups=2)
   # u1: a@1, c@5 (file order before b@5), b@5, d@7; the later duplicate a@9 is removed.
   assert _sequences(ds) == {'u1': ['a', 'c', 'b', 'd'], 'u2': ['b', 'd', 'c']}
   assert ds.log['duplicates_removed'] == 1

@@ -165,6 +165,15 @@ def test_non_finite_loss_stops_with_the_step(tmp_path):
     loop.fit(config, _LogMethod(), ds, str(tmp_path))
 
 
+def test_non_finite_params_after_the_last_step_are_refused(tmp_path):
+  config = config_lib.base_config('sasrec', 'synthetic')
+  config.train.update(batch_size=8, num_steps=1, lr=1e39, warmup_steps=0, weight_decay=0.0,
+                      log_every=100)  # step 1's loss is finite; its update overflows
+  ds = dataset_lib.preprocess(synthetic.generate(num_users=50, num_items=30), kcore=2)
+  with pytest.raises(loop.NonFiniteLossError, match='not finite after step 1.*train.lr'):
+    loop.fit(config, _LogMethod(), ds, str(tmp_path))
+
+
 MULTIPROCESS_SCRIPT = textwrap.dedent('''
     import json, sys
     import jax, numpy as np

@@ -57,8 +57,13 @@ def _predict_all(method, params, dataset, split, eval_config, k) -> np.ndarray:
   rows = []
   for batch, n in eval_batches(dataset, split, eval_config.batch_size,
                                eval_config.mask_history):
-    items, _ = method.predict_topk(params, batch, k)
-    rows.append(np.asarray(items)[:n])
+    items, scores = method.predict_topk(params, batch, k)
+    items, scores = np.asarray(items)[:n], np.asarray(scores)[:n]
+    if not np.isfinite(scores[items >= 0]).all() or not (items >= 0).any():
+      raise FloatingPointError(
+          f'{split} scores are not finite (or no item was ranked at all): the params are '
+          'broken; check the run\'s loss in metrics.jsonl and lower train.lr.')
+    rows.append(items)
   return np.concatenate(rows)
 
 

@@ -16,6 +16,8 @@ import signal
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 import numpy as np
 import tqdm
 
@@ -121,6 +123,11 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None):
 
   # ---------------------------------------------------------------------------- finish --
   params = state.params
+  if not _all_finite(params, mesh):  # the last loss was finite, but maybe not its update
+    raise NonFiniteLossError(
+        f'params are not finite after step {num_steps}: the last update overflowed. '
+        f'Lower train.lr (now {tc.lr}); train.grad_clip (now {tc.grad_clip}) bounds the '
+        'gradient norm, not the size of an update at this lr.')
   if loop['best'] is not None:
     params = checkpoints.restore_best(state.params, shardings.params)
     _say(f'Restored the best params (step {loop["best_step"]}, '
@@ -181,12 +188,20 @@ def _validate(validate_fn, params, step, loop, tc, writer, checkpoints):
            f'{loop["bad_validations"]} validations')
 
 
+def _all_finite(params, mesh) -> bool:
+  # Replicated output: every process can read it, whatever the params' sharding.
+  check = jax.jit(lambda p: jnp.all(jnp.stack([jnp.isfinite(x).all()
+                                               for x in jax.tree.leaves(p)])),
+                  out_shardings=NamedSharding(mesh, PartitionSpec()))
+  return bool(check(params))
+
+
 def _finite_or_raise(metrics, step: int) -> dict:
   host = jax.device_get(metrics)
   if not math.isfinite(float(host['loss'])):
     raise NonFiniteLossError(
-        f'loss is {float(host["loss"])} at step {step}; lower train.lr, check the data, or '
-        'set train.grad_clip.')
+        f'loss is {float(host["loss"])} at step {step}; lower train.lr or check the data '
+        '(train.grad_clip bounds the gradient norm, not the size of an update).')
   return {k: float(v) for k, v in host.items()}
 
 
