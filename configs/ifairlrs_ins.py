@@ -1,6 +1,13 @@
 r"""IFairLRS rows of the Ghost table on the LC-Rec backbone: `:cpu_rw` (group reweighting) and
 `:cpu_rr` (popularity-penalised re-ranking of the beam candidates).
 
+RW weights the target's popularity group: by default the dataset's data.num_groups (5)
+equal-size popularity groups (ifairlrs.num_groups=0; 2 = the head/tail split), weights
+rescaled to mean 1 over training examples (ifairlrs.normalize_weights). RR re-ranks the same
+beam as every other row (decode.beam_size = 20; no wider beam) with s − λ·log(1 + count); λ is
+chosen after training on valid NDCG@10 from ifairlrs.rr_lambda_grid (0, 0.1, 0.25, 0.5, 1)
+and applied to test; results.json records it under 'ifairlrs_rr'.
+
   python -m genrec_jax.main --config=configs/ifairlrs_ins.py:cpu_rw --workdir=runs/ifair_rw
 """
 
@@ -11,6 +18,6 @@ def get_config(variant: str = 'cpu_rw'):
   variant, _, mode = variant.partition('_')
   config = config_lib.table_config('ifairlrs', variant)
   config.ifairlrs.mode = mode or 'rw'
-  config.tokenize.update(method='rq_kmeans', levels=4)
+  config.tokenize.update(method='rqvae', levels=4)  # LC-Rec's tokenizer (configs/lcrec_ins.py)
   config.name = f'IFairLRS-{config.ifairlrs.mode.upper()}'
   return config

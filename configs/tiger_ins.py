@@ -4,6 +4,9 @@ dropout 0.1).
 
   python -m genrec_jax.main --config=configs/tiger_ins.py:cpu --workdir=runs/tiger
 
+No Sinkhorn on any RQ-VAE level (LC-Rec's balanced last level is not TIGER's; the default
+lives in methods/tiger.py): collisions are told apart by the dedup level only.
+
 Variants: cpu (MovieLens-100k), paper (Amazon Instruments), smoke. The encoder-decoder trains
 on per-prefix examples (one encoder pass per target), so on this CPU the `cpu` variant is
 smaller (2+2 layers, 4 heads of 32, d_ff 512, batch 64) and sees each target once (1 epoch,

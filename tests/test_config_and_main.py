@@ -10,6 +10,7 @@ import pytest
 
 from genrec_jax import config as config_lib
 from genrec_jax import run
+from genrec_jax.data.load import load_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -72,9 +73,11 @@ def test_run_writes_config_metrics_and_results_and_reuses_cache(tmp_path):
   assert 'past items not masked' in saved['protocol']
   again = run.train_and_evaluate(config, workdir)  # from the cached dataset
   assert again['splits']['test']['hr@10'] == first['splits']['test']['hr@10']
-  config.data.kcore = 3  # a preprocessing change must not reuse the cache
-  run.train_and_evaluate(config, workdir)
+  config.data.kcore = 3  # a preprocessing change must not reuse the cache ...
+  load_dataset(config.data, workdir)
   assert len(glob.glob(os.path.join(workdir, 'data', '*.npz'))) == 2
+  with pytest.raises(run.WorkdirError, match=r'data\.kcore=\d+ there, 3 now'):
+    run.train_and_evaluate(config, workdir)  # ... and the run must not resume in this workdir
 
 
 def test_main_pop_on_movielens100k_from_the_command_line(tmp_path):
@@ -89,3 +92,59 @@ def test_main_pop_on_movielens100k_from_the_command_line(tmp_path):
                            f'--workdir={tmp_path}'], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=120)
   assert report.returncode == 0 and 'pop_ml-100k' in report.stdout, report.stderr[-2000:]
+
+
+@pytest.mark.parametrize('variant', config_lib.TABLE_VARIANTS)
+def test_tiger_has_no_sinkhorn_level_and_lcrec_rqvae_keeps_its_own(variant):
+  """TIGER separates collisions only by its dedup level; LC-Rec's RQ-VAE balances its last
+  level with Sinkhorn (epsilon 0.003). tokenize/build.py's _rqvae_codes applies the last
+  entry of tokenize.rqvae.sinkhorn_epsilons to the last level (and 0 to the others)."""
+  tiger = config_lib.load_config_file(os.path.join(REPO, 'configs', f'tiger_ins.py:{variant}'))
+  config_lib.validate(tiger)
+  assert tiger.tokenize.method == 'rqvae' and tiger.tokenize.dedup == 'all'
+  assert all(e == 0 for e in tiger.tokenize.rqvae.sinkhorn_epsilons)
+  lcrec = config_lib.load_config_file(os.path.join(REPO, 'configs', f'lcrec_ins.py:{variant}'))
+  lcrec.tokenize.method = 'rqvae'  # LC-Rec's own tokenizer (the table row uses RQK-4)
+  config_lib.validate(lcrec)
+  assert lcrec.tokenize.rqvae.sinkhorn_epsilons[-1] == pytest.approx(0.003)
+  letter = config_lib.load_config_file(os.path.join(REPO, 'configs', f'letter_ins.py:{variant}'))
+  if letter.tokenize.method == 'letter':  # LETTER's RQ-VAE on the LC-Rec backbone
+    assert letter.tokenize.rqvae.sinkhorn_epsilons[-1] == pytest.approx(0.003)
+  # The method default too (base_config('tiger', ...)), while LETTER on TIGER keeps its own.
+  assert all(e == 0 for e in config_lib.base_config('tiger', 'synthetic')
+             .tokenize.rqvae.sinkhorn_epsilons)
+  letter_tiger = config_lib.load_config_file(
+      os.path.join(REPO, 'configs', f'letter_ins.py:{variant}_tiger'))
+  if letter_tiger.tokenize.method == 'letter':
+    assert letter_tiger.tokenize.rqvae.sinkhorn_epsilons[-1] == pytest.approx(0.003)
+
+
+@pytest.mark.parametrize('variant', ['cpu', 'ins', 'paper', 'smoke'])
+def test_ifairlrs_rows_use_the_table_beam_and_popularity_groups(variant):
+  """RR re-ranks the table's own beam (decode.beam_size, 20 except smoke) with λ chosen on
+  valid from a grid; RW weights the dataset's popularity groups (num_groups 0 = data's)."""
+  for mode in ('rw', 'rr'):
+    config = config_lib.load_config_file(
+        os.path.join(REPO, 'configs', f'ifairlrs_ins.py:{variant}_{mode}'))
+    config_lib.validate(config)
+    lcrec = config_lib.load_config_file(os.path.join(REPO, 'configs', f'lcrec_ins.py:{variant}'))
+    assert config.decode.beam_size == lcrec.decode.beam_size
+    assert config.ifairlrs.candidates == 0  # = decode.beam_size
+    assert config.ifairlrs.num_groups == 0 and config.data.num_groups == 5
+    assert tuple(config.ifairlrs.rr_lambda_grid) == (0.0, 0.1, 0.25, 0.5, 1.0)
+    assert config.ifairlrs.rr_select_metric == 'ndcg@10'
+  assert config_lib.load_config_file(
+      os.path.join(REPO, 'configs', 'lcrec_ins.py:cpu')).decode.beam_size == 20
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('candidates', 50, 'Invalid config.ifairlrs.candidates'),  # wider than the beam
+    ('num_groups', 1, 'Invalid config.ifairlrs.num_groups'),
+    ('rr_lambda_grid', (0.0, -0.1), 'Invalid config.ifairlrs.rr_lambda'),
+    ('rr_select_metric', 'ndcg@50', 'Invalid config.ifairlrs.rr_select_metric'),
+])
+def test_invalid_ifairlrs_fields_fail(field, value, message):
+  config = config_lib.load_config_file(os.path.join(REPO, 'configs', 'ifairlrs_ins.py:cpu_rr'))
+  config.ifairlrs[field] = value
+  with pytest.raises(ValueError, match=message.replace('.', r'\.').replace('(', r'\(')):
+    config_lib.validate(config)

@@ -75,7 +75,7 @@ def _check(results):
     ('ghost', {'ghost.auo': False, 'tokenize.method': 'rqk_var', 'tokenize.tail_levels': 3},
      False),
     ('ifairlrs', {'ifairlrs.mode': 'rw'}, False),
-    ('ifairlrs', {'ifairlrs.mode': 'rr'}, False),
+    ('ifairlrs', {'ifairlrs.mode': 'rr', 'eval.splits': ('valid', 'test')}, False),
     ('augment', {'augment.mode': 'augment'}, False),
     ('augment', {'augment.mode': 'substitute'}, False),
 ])
@@ -88,6 +88,13 @@ def test_method_trains_evaluates_and_reloads(method, overrides, reload, embeddin
   workdir = str(tmp_path / method)
   results = run.train_and_evaluate(config, workdir)
   _check(results)
+  if overrides.get('ifairlrs.mode') == 'rr':  # λ chosen on valid, recorded, used for valid
+    chosen = results['ifairlrs_rr']
+    assert chosen['rr_lambda'] in config.ifairlrs.rr_lambda_grid
+    assert chosen['valid_by_lambda'][str(chosen['rr_lambda'])] == max(
+        chosen['valid_by_lambda'].values())
+    assert results['splits']['valid']['ndcg@10'] == pytest.approx(
+        chosen['valid_by_lambda'][str(chosen['rr_lambda'])])
   if not reload:  # the eval-only path is the same for every generative method
     return
   again = run.train_and_evaluate(config, workdir, eval_only=True)

@@ -12,6 +12,7 @@ import ml_collections
 
 from genrec_jax.methods import lcrec
 from genrec_jax.methods import tiger
+from genrec_jax.tokenize.rqvae import default_rqvae_config
 
 uses_sids = True
 BACKBONES = {'tiger': tiger, 'lcrec': lcrec}
@@ -23,8 +24,12 @@ def default_config(backbone: str = 'lcrec') -> ml_collections.ConfigDict:
     raise ValueError(f'Invalid config.letter.backbone {backbone!r}: use one of '
                      f'{sorted(BACKBONES)}.')
   config = BACKBONES[backbone].default_config()
+  # LETTER's own RQ-VAE keeps the shared Sinkhorn-balanced last level on either backbone
+  # (TIGER's default_config switches it off for TIGER's tokenizer).
   config.update({'letter': dict(backbone=backbone),
-                 'tokenize': dict(method='letter', levels=4 if backbone == 'lcrec' else 3)})
+                 'tokenize': dict(method='letter', levels=4 if backbone == 'lcrec' else 3,
+                                  rqvae=dict(sinkhorn_epsilons=tuple(
+                                      default_rqvae_config().sinkhorn_epsilons)))})
   return config
 
 

@@ -22,7 +22,9 @@ def default_config() -> ml_collections.ConfigDict:
       'model': dict(d_model=128, num_heads=6, head_dim=64, d_ff=1024, num_encoder_layers=4,
                     num_decoder_layers=4, dropout=0.1, feed_forward='relu', dtype='float32'),
       'decode': dict(beam_size=20),
-      'tokenize': dict(method='rqvae', levels=3, dedup='all'),
+      # No Sinkhorn-balanced level (LC-Rec's): collisions are told apart by the dedup level.
+      'tokenize': dict(method='rqvae', levels=3, dedup='all',
+                       rqvae=dict(sinkhorn_epsilons=(0.0, 0.0, 0.0))),
       'train': dict(example_kind='prefix', lr=1e-3),
   })
 
