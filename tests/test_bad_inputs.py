@@ -16,6 +16,7 @@ Add a row here with every new reader, side file or config field.
 | data.num_groups above the filtered catalogue     | DataError naming data.num_groups          |
 | report: runs of two datasets, a repeated seed    | separate rows; the repeat counted once    |
 | report: a run with other eval.ks                 | its missing columns left empty            |
+| metrics.jsonl rows after the resumed checkpoint  | dropped on resume, never duplicated       |
 | LC-Rec item id "abc", null, 3.7, {}, [1,2], true | DataError naming user and position      |
 |   ... with data.on_bad_line='skip'               | skipped and counted as bad_item_id        |
 | LC-Rec user with an empty list                   | counted as user_without_items             |
@@ -39,6 +40,7 @@ from genrec_jax.data.raw import RawData
 from genrec_jax.data import readers
 from genrec_jax.tokenize import build
 from genrec_jax.report import tables
+from genrec_jax.train.writer import MetricWriter
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -212,3 +214,17 @@ def test_report_of_runs_with_other_ks(tmp_path):
 def test_report_of_a_missing_directory(tmp_path):
   with pytest.raises(FileNotFoundError, match='no such directory'):
     tables.collect(str(tmp_path / 'nope'))
+
+
+def test_resume_drops_metrics_a_killed_run_wrote_after_its_checkpoint(tmp_path):
+  writer = MetricWriter(str(tmp_path), tensorboard=False)
+  for step in (10, 20, 30):
+    writer.write(step, 'train', {'loss': 1.0})
+  writer.write(20, 'valid', {'ndcg@10': 0.1})
+  writer.write(-1, 'final_test', {'hr@10': 0.1})
+  with open(tmp_path / 'metrics.jsonl', 'a') as f:
+    f.write('{"event": "train", "st')  # cut by SIGKILL
+  assert writer.drop_after(20) == 3
+  rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  assert [(r['event'], r['step']) for r in rows] == [('train', 10), ('train', 20),
+                                                     ('valid', 20)]

@@ -73,7 +73,9 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None):
   if checkpoints.latest_step() is not None:
     state, data_state, loop = checkpoints.restore(state, shardings)
     batches.set_state(data_state)
-    _say(f'Resumed from step {int(state.step)}')
+    dropped = writer.drop_after(int(state.step))
+    _say(f'Resumed from step {int(state.step)}' +
+         (f' ({dropped} metrics.jsonl lines after it dropped)' if dropped else ''))
   elif tc.init_from:
     params = checkpoint_lib.params_from_run(tc.init_from, state.params, shardings.params)
     state = state.replace(params=params)

@@ -32,6 +32,25 @@ class MetricWriter:
         self._tb.add_scalar(f'{event}/{key}', float(value), int(step))
       self._tb.flush()
 
+  def drop_after(self, step: int) -> int:
+    """On resume from checkpoint `step`: drops the lines a killed run wrote after it (and
+    final results, written again at the end), so no row is duplicated. Returns how many."""
+    if not self.enabled or not os.path.exists(self._path):
+      return 0
+    with open(self._path) as f:
+      lines = f.readlines()
+    def kept(line):
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError:  # a line cut by the kill
+        return False
+      return 0 <= record.get('step', -1) <= step and not record['event'].startswith('final')
+    keep = [line for line in lines if kept(line)]
+    with open(self._path + '.tmp', 'w') as f:
+      f.writelines(keep)
+    os.replace(self._path + '.tmp', self._path)
+    return len(lines) - len(keep)
+
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
