@@ -19,6 +19,7 @@ from genrec_jax import config as config_lib
 from genrec_jax import methods
 from genrec_jax.data.load import load_dataset
 from genrec_jax.embed.cache import item_embeddings
+from genrec_jax.eval.evaluate import check_negatives
 from genrec_jax.eval.evaluate import evaluate
 from genrec_jax.eval.evaluate import protocol_description
 from genrec_jax.report import tables
@@ -48,6 +49,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   # ------------------------------------------------------------------------------ data --
   dataset = load_dataset(config.data, workdir)
+  if config.eval.protocol == 'sampled':  # fail now, not at the first validation
+    check_negatives(dataset, config.eval.num_negatives)
 
   # ----------------------------------------------------------- SIDs, then the method --
   if tokenize_only:

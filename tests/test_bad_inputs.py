@@ -16,6 +16,7 @@ Add a row here with every new reader, side file or config field.
 | data.num_groups above the filtered catalogue     | DataError naming data.num_groups          |
 | report: runs of two datasets, a repeated seed    | separate rows; the repeat counted once    |
 | report: a run with other eval.ks                 | its missing columns left empty            |
+| sampled protocol, more negatives than unseen items | ConfigError before training              |
 | metrics.jsonl rows after the resumed checkpoint  | dropped on resume, never duplicated       |
 | LC-Rec item id "abc", null, 3.7, {}, [1,2], true | DataError naming user and position      |
 |   ... with data.on_bad_line='skip'               | skipped and counted as bad_item_id        |
@@ -228,3 +229,10 @@ def test_resume_drops_metrics_a_killed_run_wrote_after_its_checkpoint(tmp_path):
   rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
   assert [(r['event'], r['step']) for r in rows] == [('train', 10), ('train', 20),
                                                      ('valid', 20)]
+
+
+def test_too_many_sampled_negatives_fail_before_training(tmp_path, monkeypatch):
+  config = _smoke(**{'eval.protocol': 'sampled', 'eval.num_negatives': 10_000})
+  monkeypatch.setattr(run.loop, 'fit', lambda *a, **k: pytest.fail('trained first'))
+  with pytest.raises(config_lib.ConfigError, match='eval.num_negatives=10000 but user'):
+    run.train_and_evaluate(config, str(tmp_path / 'run'))

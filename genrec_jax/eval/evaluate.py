@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from genrec_jax.config import ConfigError
 from genrec_jax.data.dataset import Dataset
 from genrec_jax.data.pipeline import eval_batches
 from genrec_jax.eval import metrics as metrics_lib
@@ -78,15 +79,21 @@ def _sampled_ranks(method, params, dataset, split, eval_config, seed) -> np.ndar
   return np.concatenate(ranks)
 
 
-def sample_negatives(dataset: Dataset, num: int, rng: np.random.Generator,
-                     chunk: int = 1024) -> np.ndarray:
-  """[U, num] distinct items per user, uniform over items the user never interacted with."""
+def check_negatives(dataset: Dataset, num: int) -> None:
+  """Raises ConfigError unless every user has `num` items never interacted with to sample."""
   num_free = dataset.num_items - np.array([len(np.unique(dataset.sequence(u)))
                                            for u in range(dataset.num_users)])
   if (num_free < num).any():
     user = int(np.argmin(num_free))
-    raise ValueError(f'eval.num_negatives={num} but user {dataset.user_ids[user]} has only '
-                     f'{num_free[user]} items left to sample; lower eval.num_negatives.')
+    raise ConfigError(f'eval.num_negatives={num} but user {dataset.user_ids[user]} of '
+                      f'{dataset.name} has only {num_free[user]} items left to sample; lower '
+                      'eval.num_negatives.')
+
+
+def sample_negatives(dataset: Dataset, num: int, rng: np.random.Generator,
+                     chunk: int = 1024) -> np.ndarray:
+  """[U, num] distinct items per user, uniform over items the user never interacted with."""
+  check_negatives(dataset, num)
   out = np.empty((dataset.num_users, num), np.int32)
   for start in range(0, dataset.num_users, chunk):
     users = np.arange(start, min(start + chunk, dataset.num_users))
