@@ -359,7 +359,7 @@ def _dataset(name='ml-test'):
           'c': {'brand': 'no movielens field'}}  # 'd' has no text at all
   raw = RawData(name=name, users=np.array(users), items=np.array(items),
                 timestamps=np.array(times, float), item_text=text, source_files=('f',))
-  return dataset_lib.preprocess(raw, kcore=1)
+  return dataset_lib.preprocess(raw, kcore=1, num_groups=2)
 
 
 def _fake_encoder(calls):
