@@ -17,6 +17,7 @@ Add a row here with every new reader, side file or config field.
 | report: runs of two datasets, a repeated seed    | separate rows; the repeat counted once    |
 | report: a run with other eval.ks                 | its missing columns left empty            |
 | sampled protocol, more negatives than unseen items | ConfigError before training              |
+| --config.method=backbones (a shared part)        | ConfigError listing only real methods     |
 | metrics.jsonl rows after the resumed checkpoint  | dropped on resume, never duplicated       |
 | LC-Rec item id "abc", null, 3.7, {}, [1,2], true | DataError naming user and position      |
 |   ... with data.on_bad_line='skip'               | skipped and counted as bad_item_id        |
@@ -236,3 +237,11 @@ def test_too_many_sampled_negatives_fail_before_training(tmp_path, monkeypatch):
   monkeypatch.setattr(run.loop, 'fit', lambda *a, **k: pytest.fail('trained first'))
   with pytest.raises(config_lib.ConfigError, match='eval.num_negatives=10000 but user'):
     run.train_and_evaluate(config, str(tmp_path / 'run'))
+
+
+def test_shared_parts_are_not_methods():
+  config = _smoke()
+  config.method = 'backbones'
+  with pytest.raises(config_lib.ConfigError, match="unknown method 'backbones'") as e:
+    config_lib.validate(config)
+  assert 'instructions' not in str(e.value) and 'sasrec' in str(e.value)

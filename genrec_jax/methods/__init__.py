@@ -44,7 +44,11 @@ class Method(Protocol):
 
 
 def available() -> list[str]:
-  return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith('_'))
+  """Method names: the public modules here that define `build` (not the shared parts such
+  as backbones and instructions)."""
+  names = (m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith('_'))
+  return sorted(n for n in names
+                if hasattr(importlib.import_module(f'{__name__}.{n}'), 'build'))
 
 
 def get(name: str):
