@@ -114,6 +114,7 @@ def test_a_rewritten_raw_file_of_the_same_size_and_second_is_converted_again(tmp
   stamp = os.stat(inter).st_mtime_ns // 10**9 * 10**9
   os.utime(inter, ns=(stamp, stamp))
   config = _data_config(tmp_path, 'recbole', 'toy', tmp_path / 'raw', kcore=1)
+  config.num_groups = 2  # 4 items
   assert 'a0' in load_dataset(config, str(tmp_path / 'run')).item_ids
   write('b0')  # same size, same whole second, another 1 ns
   os.utime(inter, ns=(stamp + 1, stamp + 1))
