@@ -63,9 +63,10 @@ from genrec_jax import config as config_lib
 from genrec_jax.data import pipeline
 from genrec_jax.data.load import load_dataset
 from genrec_jax.embed.cache import item_embeddings
+from genrec_jax import methods
 from genrec_jax.methods import lcrec
-from genrec_jax.methods._generative import sequence_log_probs
-from genrec_jax.methods._generative import stream
+from genrec_jax.methods.sid_tokens import sequence_log_probs
+from genrec_jax.methods.sid_tokens import stream
 from genrec_jax.models import attention
 from genrec_jax.tokenize.build import build_sids
 from genrec_jax.train import loop
@@ -214,7 +215,7 @@ def bench_row(args, config, dataset, sids, *, label: str, kind: str, batch_size:
               steps: int) -> dict:
   """Compiles the train step for (config.model, kind, batch_size), times it, counts FLOPs."""
   tc = config.train
-  method = lcrec.build(config, dataset, sids)
+  method = lcrec.build(config, dataset, methods.BuildInputs(sids=sids))
   model_config = method.backbone.model.config
   mesh = sharding_lib.make_mesh(config.sharding)
   rules = sharding_lib.rules(config.sharding)
@@ -284,7 +285,7 @@ def bench_row(args, config, dataset, sids, *, label: str, kind: str, batch_size:
 
 def breakdown(args, config, dataset, sids) -> list[dict]:
   """Parts of the `cpu` whole-sequence step timed alone (fresh params, one real batch)."""
-  method = lcrec.build(config, dataset, sids)
+  method = lcrec.build(config, dataset, methods.BuildInputs(sids=sids))
   model = method.backbone.model
   cfg = model.config
   params = nn.unbox(method.init(jax.random.PRNGKey(config.seed)))

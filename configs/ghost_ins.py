@@ -21,7 +21,7 @@ def get_config(variant: str = 'cpu'):
   variant, _, ablation = variant.partition('_')
   if ablation not in ABLATIONS:
     raise ValueError(f'unknown ablation {ablation!r}; use one of {ABLATIONS[1:]}')
-  config = config_lib.table_config('ghost', variant)
+  config = config_lib.table_config('ghost', variant, llm_backbone=True)
   config.ghost.update(auo=True, alpha=0.1, k_a=200, k_b=5)
   config.tokenize.update(method='skt', head_levels=3, tail_levels=2)
   config.name = 'Ghost'

@@ -16,7 +16,7 @@ from genrec_jax import config as config_lib
 
 def get_config(variant: str = 'cpu_rw'):
   variant, _, mode = variant.partition('_')
-  config = config_lib.table_config('ifairlrs', variant)
+  config = config_lib.table_config('ifairlrs', variant, llm_backbone=True)
   config.ifairlrs.mode = mode or 'rw'
   config.tokenize.update(method='rqvae', levels=4)  # LC-Rec's tokenizer (configs/lcrec_ins.py)
   config.name = f'IFairLRS-{config.ifairlrs.mode.upper()}'

@@ -23,7 +23,7 @@ from genrec_jax import config as config_lib
 
 def get_config(variant: str = 'cpu'):
   variant, *ablations = variant.split('_')
-  config = config_lib.table_config('lcrec', variant)
+  config = config_lib.table_config('lcrec', variant, llm_backbone=True)
   config.tokenize.update(method='rqvae', levels=4)  # Sinkhorn last level: rqvae's default
   names = []
   for ablation in ablations:

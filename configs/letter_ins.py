@@ -4,7 +4,7 @@ embeddings + diversity, under the LC-Rec backbone (default) or TIGER (`:cpu_tige
 The SASRec run comes first (its 32-d item embeddings are the CF signal):
   python -m genrec_jax.main --config=configs/sasrec_ins.py:cpu --workdir=runs/sasrec
   python -m genrec_jax.main --config=configs/letter_ins.py:cpu --workdir=runs/letter \
-      --config.tokenize.cf_run=runs/sasrec
+      --config.embed.cf_run=runs/sasrec
 
 Variants: cpu, ins, paper, smoke; suffix `_tiger` for the TIGER backbone. On `ins` (the
 papers' Instruments data) the SIDs are LETTER's own, read from Instruments.index.json.
@@ -19,9 +19,10 @@ from genrec_jax.methods import letter
 def get_config(variant: str = 'cpu'):
   variant, _, backbone = variant.partition('_')
   backbone = backbone or 'lcrec'
-  config = config_lib.table_config('letter', variant, letter.default_config(backbone))
+  config = config_lib.table_config('letter', variant, letter.default_config(backbone),
+                                   llm_backbone=backbone == 'lcrec')
   config.name = f'LETTER ({backbone})'
-  config.tokenize.cf_run = 'runs/sasrec'
+  config.embed.cf_run = 'runs/sasrec'
   if variant == 'ins':
     config.tokenize.update(method='precomputed', index_path=os.path.join(
         config.data.dir, f'{config.data.category}.index.json'))

@@ -93,10 +93,10 @@ def get_sweep(variant: str, root: str) -> list[dict]:
   sweep = [{'name': n, 'config': c, 'overrides': o} for n, c, o in rows]
   for row in sweep:
     if row['name'] == 'LETTER (lcrec)':
-      row['overrides']['tokenize.cf_run'] = sasrec
+      row['overrides']['embed.cf_run'] = sasrec
       row['needs'] = [('SASRec', 0)]
     if row['name'].endswith('(CF SIDs)'):
-      row['overrides'].update({'embed.source': 'run', 'embed.run_dir': sasrec,
+      row['overrides'].update({'embed.source': 'run', 'embed.cf_run': sasrec,
                                'embed.unit_norm': True})
       row['needs'] = [('SASRec', 0)]
   return sweep

@@ -14,37 +14,29 @@ after it, the tail-specific tokens are not learned.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 import jax
-import ml_collections
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from genrec_jax import run  # pylint: disable=g-import-not-at-top,wrong-import-position
-from genrec_jax.data.load import load_dataset  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.data.pipeline import eval_batches  # pylint: disable=g-import-not-at-top,wrong-import-position
-from genrec_jax.methods._generative import item_tokens_of  # pylint: disable=g-import-not-at-top,wrong-import-position
-from genrec_jax.methods._generative import sequence_log_probs  # pylint: disable=g-import-not-at-top,wrong-import-position
-from genrec_jax.train import loop  # pylint: disable=g-import-not-at-top,wrong-import-position
+from genrec_jax.methods.sid_tokens import item_tokens_of  # pylint: disable=g-import-not-at-top,wrong-import-position
+from genrec_jax.methods.sid_tokens import sequence_log_probs  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def target_log_probs(workdir: str, split: str = 'test', k: int = 10):
   """({'log_p': per-token log P [U, L] (NaN past the SID's end), 'bar': the k-th beam score
   [U], 'hit': target in the top k [U]}, is_tail [U], the run's name) for `split`'s targets."""
-  with open(os.path.join(workdir, 'config.json')) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  dataset = load_dataset(config.data, workdir)
-  method = run.build_method(config, dataset, workdir)
-  params = loop.load_best_params(config, method, workdir)
+  config, dataset, method, params = run.load_run(workdir)
 
   @jax.jit
   def per_token(params, history, targets):
     prompt = method.prompt_tokens(history)
     tokens = item_tokens_of(method.item_tokens, targets[:, None])  # [B, 1, L]
-    logits = method.backbone.continuation_logits(params, prompt, tokens, None)
+    logits = method.backbone.continuation_logits(params, prompt, tokens[..., :-1], None)
     return sequence_log_probs(logits, tokens)[:, 0], tokens[:, 0] >= 0  # [B, L] twice
 
   rows = {'log_p': [], 'bar': [], 'hit': []}

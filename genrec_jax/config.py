@@ -107,22 +107,22 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
 
 
 def table_config(method: str, variant: str,
-                 method_defaults: ml_collections.ConfigDict | None = None
-                 ) -> ml_collections.ConfigDict:
-  """base_config + the shared settings of the comparison-table rows for `variant`."""
+                 method_defaults: ml_collections.ConfigDict | None = None,
+                 llm_backbone: bool = False) -> ml_collections.ConfigDict:
+  """base_config + the shared settings of the comparison-table rows for `variant`.
+  llm_backbone: the row runs on LC-Rec's decoder (its `paper` variant loads the LLM and
+  LC-Rec's seqrec prompt)."""
   if variant not in TABLE_VARIANTS:
     raise ValueError(f'unknown variant {variant!r}; use one of {TABLE_VARIANTS}')
   dataset = {'paper': 'amazon2018-instruments', 'ins': 'instruments-lcrec'}.get(variant,
                                                                             'ml-100k')
   config = base_config(method, dataset, method_defaults)
-  generative = 'decode' in config
   if variant == 'paper':
     config.tokenize.update(codes_per_level=256, pca_dim=32)
     config.train.update(batch_size=128, num_epochs=4, lr=3e-5, warmup_steps=100,
                         early_stop_patience=0)
-    if generative and 'hf_dir' in config.model:
+    if llm_backbone:  # the LLM, with LC-Rec's seqrec prompt (Instruments has no item text)
       config.model.hf_dir = QWEN25_3B_DIR
-    if 'instructions' in config:  # LC-Rec's seqrec prompt (Instruments has no item text)
       config.instructions.tasks = ('seqrec',)
       config.train.example_kind = 'prefix'
     return config
@@ -140,8 +140,6 @@ def table_config(method: str, variant: str,
     config.train.update(num_steps=4, eval_every=4, log_every=2, batch_size=16)
     config.tokenize.update(codes_per_level=8, pca_dim=16)
     config.tokenize.rqvae.update(epochs=2)
-    if generative:
-      config.decode.beam_size = 10
   return config
 
 
@@ -175,6 +173,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(set(ev.splits) <= {'valid', 'test'} and ev.splits, 'eval.splits',
            "use a subset of ('valid', 'test')")
   validate_tokenize_config(config.tokenize)
+  _require(config.embed.cf_run or not (config.tokenize.method == 'letter' or
+                                       config.embed.source == 'run'),
+           'embed.cf_run', 'LETTER SIDs and embed.source=run read the item vectors of a '
+           'finished SASRec run on the same dataset: set it to that run\'s workdir (e.g. '
+           'runs/sasrec)')
   model = config.get('model', {})
   if 'dropout' in model:
     _require(0 <= model.dropout < 1, 'model.dropout', 'must be in [0, 1), e.g. 0.1')
@@ -183,8 +186,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
         field.startswith('num_') or field in ('hidden', 'hidden_size', 'intermediate_size',
                                               'd_model', 'd_ff', 'head_dim')):
       _require(value >= 1, f'model.{field}', 'must be >= 1')
-  if 'decode' in config:
-    _require(config.decode.beam_size >= 1, 'decode.beam_size', 'must be >= 1')
+  if module.SPEC.family == 'generative':
+    top = max(int(k) for k in ev.ks)
+    _require(config.decode.beam_size >= top, 'decode.beam_size',
+             f'must be >= max(eval.ks) = {top}: the beam holds every item ranked (set '
+             f'decode.beam_size={top}, or lower eval.ks)')
+    _require(not ev.mask_history, 'eval.mask_history',
+             'generative methods decode with a trie beam search and cannot leave out past '
+             'items exactly; set it to False')
   tc = config.train
   _require(tc.batch_size >= 1, 'train.batch_size', 'must be >= 1')
   _require(tc.num_epochs >= 1 or tc.num_steps >= 1, 'train.num_epochs',

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any, NamedTuple
 
 from absl import logging
 import jax
 import ml_collections
+import numpy as np
 
 from genrec_jax import config as config_lib
 from genrec_jax import methods
+from genrec_jax.config import ConfigError
 from genrec_jax.data.load import load_dataset
 from genrec_jax.embed.cache import item_embeddings
 from genrec_jax.eval.evaluate import check_negatives
@@ -62,10 +65,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if not method.trainable:
     params = method.init(jax.random.PRNGKey(config.seed))
   elif eval_only:
-    if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
-      raise WorkdirError(f'--mode=eval needs a trained run: {workdir} has no checkpoints/. '
-                         'Train it first (--mode=train), or point --workdir at a finished run.')
-    params = loop.load_best_params(config, method, workdir)
+    params = best_params(config, method, workdir, '--mode=eval')
   else:
     validate = lambda p: evaluate(method, p, dataset, 'valid', config.eval, config.seed)
     params = loop.fit(config, method, dataset, workdir, validate_fn=validate, writer=writer)
@@ -74,18 +74,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   protocol = protocol_description(config.eval)
   logging.info('Evaluating %s on %s (%s)', config.name, dataset.name, protocol)
   splits = {}
-  extra = {}
-  if (config.method == 'ifairlrs' and config.ifairlrs.mode == 'rr'
-      and config.ifairlrs.rr_lambda_grid and config.eval.protocol == 'full'):
-    # IFairLRS-RR: λ chosen on valid (the same beam re-ranked per λ), then applied to test.
-    selection = method.select_rr_lambda(params, dataset, config.eval,
-                                        config.ifairlrs.rr_lambda_grid,
-                                        config.ifairlrs.rr_select_metric)
-    logging.info('IFairLRS-RR: rr_lambda=%s chosen on valid (%s by lambda: %s)',
-                 selection['rr_lambda'], selection['metric'], selection['valid_by_lambda'])
-    if 'valid' in config.eval.splits:
-      splits['valid'] = selection['valid_metrics']
-    extra['ifairlrs_rr'] = {k: v for k, v in selection.items() if k != 'valid_metrics'}
+  # A choice some methods make after training on valid (IFairLRS-RR's λ), kept for test.
+  tuned_valid, extra = method.tune_on_validation(params, dataset, config.eval)
+  if tuned_valid is not None and 'valid' in config.eval.splits:
+    splits['valid'] = tuned_valid
   for split in config.eval.splits:
     if split == 'valid' and method.trainable and split not in splits:  # best params' valid
       splits[split] = loop.best_validation_metrics(workdir, config.eval.ks)
@@ -152,19 +144,83 @@ def _flatten(tree: dict, prefix: str = '') -> dict:
 def item_sids(config: ml_collections.ConfigDict, dataset, workdir: str):
   """(item embeddings, SIDs) of `config` on `dataset`, built once and then read from the
   workdir's caches; prints the SID statistics."""
-  embeddings = item_embeddings(config.embed, dataset, workdir)
-  sids = build_sids(config.tokenize, dataset, embeddings, config.seed, workdir)
+  cf = cf_vectors(config, dataset)
+  embeddings = item_embeddings(config.embed, dataset, workdir, cf_vectors=cf)
+  sids = build_sids(config.tokenize, dataset, embeddings, config.seed, workdir,
+                    cf_embeddings=cf)
   print(describe_sids(sids, dataset.is_head))
   return embeddings, sids
 
 
 def build_method(config: ml_collections.ConfigDict, dataset, workdir: str):
-  """The method named by config.method on `dataset` (with its SIDs if it uses them)."""
+  """The method named by config.method on `dataset`, with what its SPEC needs."""
   module = methods.get(config.method)
-  embeddings = sids = None
-  if getattr(module, 'uses_sids', False):
+  inputs = methods.BuildInputs()
+  if 'sids' in module.SPEC.needs:
     embeddings, sids = item_sids(config, dataset, workdir)
-  return module.build(config, dataset, sids, embeddings=embeddings)
+    inputs = methods.BuildInputs(sids=sids, embeddings=embeddings)
+  elif 'embeddings' in module.SPEC.needs:
+    inputs = methods.BuildInputs(embeddings=item_embeddings(
+        config.embed, dataset, workdir, cf_vectors=cf_vectors(config, dataset)))
+  return module.build(config, dataset, inputs)
+
+
+class LoadedRun(NamedTuple):
+  config: ml_collections.ConfigDict
+  dataset: Any
+  method: Any
+  params: Any
+
+
+def load_run(workdir: str, config: ml_collections.ConfigDict | None = None,
+             dataset=None) -> LoadedRun:
+  """A finished run: its config (config.json unless given), dataset (unless given; from the
+  workdir's cache), method (SIDs from the workdir's cache) and best params."""
+  if config is None:
+    path = os.path.join(workdir, 'config.json')
+    if not os.path.exists(path):
+      raise WorkdirError(f'{workdir} has no config.json: not a run directory. Point at a '
+                         'finished run (its --workdir).')
+    try:
+      with open(path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    except json.JSONDecodeError as e:
+      raise WorkdirError(f'{path} is not readable JSON ({e}); the run that wrote it was cut '
+                         'short.') from None
+  if dataset is None:
+    dataset = load_dataset(config.data, workdir)
+  method = build_method(config, dataset, workdir)
+  params = (method.init(jax.random.PRNGKey(config.seed)) if not method.trainable
+            else best_params(config, method, workdir, workdir))
+  return LoadedRun(config, dataset, method, params)
+
+
+def best_params(config, method, workdir: str, asked_by: str):
+  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    raise WorkdirError(f'{asked_by} needs a trained run: {workdir} has no checkpoints/. '
+                       'Train it first (--mode=train), or point at a finished run.')
+  return loop.load_best_params(config, method, workdir)
+
+
+def cf_vectors(config: ml_collections.ConfigDict, dataset) -> np.ndarray | None:
+  """The item vectors of embed.cf_run when a stage reads them (LETTER SIDs, source='run')."""
+  if config.tokenize.method == 'letter' or config.embed.source == 'run':
+    return run_item_vectors(config.embed.cf_run, dataset)
+  return None
+
+
+def run_item_vectors(run_dir: str, dataset) -> np.ndarray:
+  """[I, d] learned item vectors of the finished run in `run_dir` (embed.cf_run)."""
+  run = load_run(run_dir, dataset=dataset)
+  vectors = run.method.item_vectors(run.params)
+  if vectors is None:
+    raise ConfigError(f'embed.cf_run={run_dir}: method {run.config.method} learns no item '
+                      'vectors; use a SASRec run.')
+  vectors = np.asarray(vectors, np.float32)
+  if vectors.shape[0] != dataset.num_items:
+    raise ConfigError(f'embed.cf_run={run_dir}: {vectors.shape[0]} item vectors but the '
+                      f'dataset has {dataset.num_items} items; use a run on the same data.')
+  return vectors
 
 
 def write_results(results: dict, ks, workdir: str) -> str:

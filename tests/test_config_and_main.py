@@ -121,7 +121,7 @@ def test_tiger_has_no_sinkhorn_level_and_lcrec_rqvae_keeps_its_own(variant):
 
 @pytest.mark.parametrize('variant', ['cpu', 'ins', 'paper', 'smoke'])
 def test_ifairlrs_rows_use_the_table_beam_and_popularity_groups(variant):
-  """RR re-ranks the table's own beam (decode.beam_size, 20 except smoke) with λ chosen on
+  """RR re-ranks the table's own beam (decode.beam_size, 20 in every variant) with λ chosen on
   valid from a grid; RW weights the dataset's popularity groups (num_groups 0 = data's)."""
   for mode in ('rw', 'rr'):
     config = config_lib.load_config_file(

@@ -10,7 +10,9 @@ from genrec_jax.data import dataset as dataset_lib
 from genrec_jax.data import synthetic
 from genrec_jax.data.pipeline import train_iterator
 from genrec_jax.methods import backbones
-from genrec_jax.methods._generative import GenerativeRecommender
+from genrec_jax.methods.generative import GenerativeRecommender
+from genrec_jax.methods.loss_terms import AUO
+from genrec_jax.methods.loss_terms import NLL
 from genrec_jax.models import transformer as transformer_lib
 from genrec_jax.tokenize.sid_table import SIDTable
 
@@ -41,24 +43,25 @@ def _skt_sids(num_items):
                   level_names=('a', 'b', 't'))
 
 
-def _method(sids, num_items, max_history, beam_size=5, **hooks):
+def _method(sids, num_items, max_history, beam_size=5, **parts):
   config = transformer_lib.TransformerConfig(
       vocab_size=sids.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
       num_attention_heads=4, num_key_value_heads=2, model_type='qwen2', attention_bias=True,
       tie_word_embeddings=True)
   backbone = backbones.DecoderBackbone(transformer_lib.Transformer(config))
   return GenerativeRecommender(backbone, sids, num_items, max_history=max_history,
-                               beam_size=beam_size, token_base=0, **hooks)
+                               beam_size=beam_size, token_base=0, **parts)
 
 
-def _ghost_hooks(num_items):
-  """AUO on odd (tail) targets with 3 fixed head distractors, and per-item weights."""
+def _ghost_terms(sids, num_items):
+  """AUO on odd (tail) targets with 3 fixed head distractors, and per-item NLL weights."""
   rng = np.random.default_rng(2)
   is_tail = np.arange(num_items) % 2 == 1
   heads = np.flatnonzero(~is_tail)
   weights = jnp.asarray(1.0 + rng.random(num_items), jnp.float32)
-  return dict(auo_weight=0.3, distractors=rng.choice(heads, size=(num_items, 3)),
-              is_tail=is_tail, example_weight=lambda targets: weights[targets])
+  return dict(terms=[NLL(weight_of=lambda targets: weights[targets]),
+                     AUO(0.3, sids.item_tokens(), rng.choice(heads, size=(num_items, 3)),
+                         is_tail)])
 
 
 @pytest.mark.parametrize('make_sids, ghost, chunk', [
@@ -67,8 +70,8 @@ def _ghost_hooks(num_items):
 def test_whole_sequence_loss_and_grads_equal_per_prefix(ds, make_sids, ghost, chunk):
   """With AUO + weights too: distractors packed after the stream equal per-prefix ones."""
   sids = make_sids(ds.num_items)
-  hooks = _ghost_hooks(ds.num_items) if ghost else {}
-  method = _method(sids, ds.num_items, ds.max_history, **hooks)
+  parts = _ghost_terms(sids, ds.num_items) if ghost else {}
+  method = _method(sids, ds.num_items, ds.max_history, **parts)
   params = method.init(jax.random.PRNGKey(0))
   batch = next(train_iterator(ds, batch_size=6 if chunk == 32 else 16, seed=0, kind='sequence',
                               targets_per_chunk=chunk))
@@ -90,8 +93,10 @@ def test_whole_sequence_loss_and_grads_equal_per_prefix(ds, make_sids, ghost, ch
     return method.loss_fn(p, prefix, None)[0] * num_targets
 
   if ghost:  # the AUO terms, target by target
-    seq_nll, seq_auo = jax.jit(method.sequence_terms)(params, seq, None)
-    pre_nll, pre_auo = jax.jit(method.per_example_terms)(params, prefix, None)
+    seq_terms = jax.jit(method.per_target_metrics)(params, seq, None)
+    pre_terms = jax.jit(method.per_target_metrics)(params, prefix, None)
+    (seq_nll, seq_auo), (pre_nll, pre_auo) = [(t['nll'], t['auo']) for t in (seq_terms,
+                                                                           pre_terms)]
     mask = np.asarray(seq['is_target'])
     np.testing.assert_allclose(np.asarray(seq_nll)[mask], pre_nll, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.asarray(seq_auo)[mask], pre_auo, rtol=1e-4, atol=1e-5)

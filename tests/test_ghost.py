@@ -9,8 +9,10 @@ from genrec_jax.data import dataset as dataset_lib
 from genrec_jax.data import synthetic
 from genrec_jax.data.pipeline import train_iterator
 from genrec_jax.methods import backbones
-from genrec_jax.methods._generative import GenerativeRecommender
-from genrec_jax.methods._generative import auo_token_mask
+from genrec_jax.methods.generative import GenerativeRecommender
+from genrec_jax.methods.loss_terms import AUO
+from genrec_jax.methods.loss_terms import NLL
+from genrec_jax.methods.loss_terms import auo_token_mask
 from genrec_jax.methods.ghost import undesired_collection
 from genrec_jax.models import transformer as transformer_lib
 from genrec_jax.tokenize.sid_table import SIDTable
@@ -30,9 +32,9 @@ class _FixedLogits:
     del rng
     return {'w': jnp.zeros(())}
 
-  def continuation_logits(self, params, history, continuations, rng):
+  def continuation_logits(self, params, history, inputs, rng):
     del rng, history
-    batch, num_cont, length = continuations.shape
+    batch, num_cont, length = inputs.shape[0], inputs.shape[1], inputs.shape[2] + 1
     return jnp.broadcast_to(self.table + params['w'], (batch, num_cont, length,
                                                        self.table.shape[-1]))
 
@@ -41,11 +43,13 @@ def test_auo_by_hand():
   table = np.array([[2.0, 0.0, 1.0, -1.0], [0.5, 0.5, 3.0, 0.0]])
   # Target item 3 (tokens a1=1, b1=3) is tail; its distractors are items 0 and 1 (heads).
   method = GenerativeRecommender(
-      _FixedLogits(table), SIDS, 4, max_history=2, beam_size=2, token_base=0, auo_weight=0.5,
-      distractors=np.array([[0, 1]] * 4), is_tail=np.array([False, False, True, True]))
+      _FixedLogits(table), SIDS, 4, max_history=2, beam_size=2, token_base=0,
+      terms=[NLL(), AUO(0.5, SIDS.item_tokens(), np.array([[0, 1]] * 4),
+                        np.array([False, False, True, True]))])
   params = method.init(None)
   batch = {'history': jnp.array([[2, -1], [3, 2]]), 'target': jnp.array([3, 0])}
-  nll, auo = method.per_example_terms(params, batch, None)
+  terms = method.per_target_metrics(params, batch, None)
+  nll, auo = terms['nll'], terms['auo']
   p = np.exp(table) / np.exp(table).sum(1, keepdims=True)  # rows: step 0, step 1
   # Target 3 = tokens (1, 3): NLL = −log p0[1] − log p1[3].
   assert nll[0] == pytest.approx(-np.log(p[0, 1]) - np.log(p[1, 3]), rel=1e-5)
@@ -65,11 +69,12 @@ def test_auo_skips_the_distractor_tokens_shared_with_the_target():
   # Target 3 = (a1, b1) = tokens (1, 3). Distractor 2 = (1, 2) shares token 0 with it;
   # distractor 1 = (0, 3) differs at token 0, so its token 1 (equal to the target's) counts.
   method = GenerativeRecommender(
-      _FixedLogits(table), SIDS, 4, max_history=2, beam_size=2, token_base=0, auo_weight=0.5,
-      distractors=np.array([[2, 1]] * 4), is_tail=np.array([False, False, True, True]))
+      _FixedLogits(table), SIDS, 4, max_history=2, beam_size=2, token_base=0,
+      terms=[NLL(), AUO(0.5, SIDS.item_tokens(), np.array([[2, 1]] * 4),
+                        np.array([False, False, True, True]))])
   params = method.init(None)
   batch = {'history': jnp.array([[2, -1]]), 'target': jnp.array([3])}
-  _, auo = method.per_example_terms(params, batch, None)
+  auo = method.per_target_metrics(params, batch, None)['auo']
   p = np.exp(table) / np.exp(table).sum(1, keepdims=True)
   expected = -(np.log(1 - p[1, 2]) + np.log(1 - p[0, 0]) + np.log(1 - p[1, 3]))
   assert auo[0] == pytest.approx(expected, rel=1e-5)
@@ -113,8 +118,8 @@ def test_sequence_auo_with_shared_prefix_distractors_equals_per_prefix():
       num_attention_heads=2, model_type='llama', tie_word_embeddings=True)
   method = GenerativeRecommender(
       backbones.DecoderBackbone(transformer_lib.Transformer(config)), sids, num_items,
-      max_history=ds.max_history, beam_size=4, token_base=0, auo_weight=1.0,
-      distractors=distractors, is_tail=is_tail)
+      max_history=ds.max_history, beam_size=4, token_base=0,
+      terms=[NLL(), AUO(1.0, sids.item_tokens(), distractors, is_tail)])
   tokens = method.item_tokens_host
   assert (tokens[distractors[is_tail, 0], 0] == tokens[is_tail, 0]).all()
   params = method.init(jax.random.PRNGKey(0))
@@ -127,13 +132,13 @@ def test_sequence_auo_with_shared_prefix_distractors_equals_per_prefix():
       targets.append(items[col])
   prefix = {'history': jnp.asarray(np.stack(history)), 'target': jnp.asarray(targets)}
   seq = {k: jnp.asarray(v) for k, v in batch.items()}
-  _, seq_auo = method.sequence_terms(params, seq, None)
-  _, pre_auo = method.per_example_terms(params, prefix, None)
+  seq_auo = method.per_target_metrics(params, seq, None)['auo']
+  pre_auo = method.per_target_metrics(params, prefix, None)['auo']
   np.testing.assert_allclose(np.asarray(seq_auo)[np.asarray(seq['is_target'])], pre_auo,
                              rtol=1e-4, atol=1e-5)
   assert (np.asarray(pre_auo) > 0).sum() > 5
-  method.auo_mask = jnp.asarray(tokens[distractors] >= 0)  # the old, unmasked behaviour
-  _, old_auo = method.per_example_terms(params, prefix, None)
+  method.branching.mask = jnp.asarray(tokens[distractors] >= 0)  # the old, unmasked rule
+  old_auo = method.per_target_metrics(params, prefix, None)['auo']
   tail = np.asarray(is_tail)[np.asarray(targets)]
   assert (np.asarray(old_auo)[tail] > np.asarray(pre_auo)[tail] + 1e-4).all()
 
@@ -148,18 +153,18 @@ def test_auo_gradient_lowers_head_distractors_and_raises_the_tail_target():
   distractors = np.tile([0, 1, 5], (16, 1))  # head items; first tokens a0, a0, a1
   method = GenerativeRecommender(
       backbones.DecoderBackbone(transformer_lib.Transformer(config)), sids, 16,
-      max_history=3, beam_size=4, token_base=0, auo_weight=1.0, distractors=distractors,
-      is_tail=is_tail)
+      max_history=3, beam_size=4, token_base=0,
+      terms=[NLL(), AUO(1.0, sids.item_tokens(), distractors, is_tail)])
   params = method.init(jax.random.PRNGKey(0))
   batch = {'history': jnp.array([[3, 9, 12]]), 'target': jnp.array([14])}  # target a3 b2
 
   def first_token_probs(p):
     hist = jnp.array([[3, 4 + 3, 2, 4 + 1, 3, 4 + 0]])  # SID tokens of items 3, 9, 12
-    logits = method.backbone.continuation_logits(p, hist, jnp.zeros((1, 1, 1), jnp.int32),
+    logits = method.backbone.continuation_logits(p, hist, jnp.zeros((1, 1, 0), jnp.int32),
                                                  None)
     return jax.nn.softmax(logits[0, 0, 0])
 
-  auo_only = lambda p: method.per_example_terms(p, batch, None)[1].sum()
+  auo_only = lambda p: method.per_target_metrics(p, batch, None)['auo'].sum()
   grads = jax.grad(auo_only)(params)
   stepped = jax.tree.map(lambda w, g: w - 0.05 * g, params, grads)
   before, after = first_token_probs(params), first_token_probs(stepped)

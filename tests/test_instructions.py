@@ -10,7 +10,8 @@ import tokenizers
 from genrec_jax import config as config_lib
 from genrec_jax.methods import backbones
 from genrec_jax.methods import instructions as instructions_lib
-from genrec_jax.methods._generative import GenerativeRecommender
+from genrec_jax.methods.generative import GenerativeRecommender
+from genrec_jax.methods.sid_tokens import global_item_tokens
 from genrec_jax.models import transformer as transformer_lib
 from genrec_jax.tokenize.sid_table import SIDTable
 
@@ -141,14 +142,15 @@ def test_multitask_loss_equals_brute_force_teacher_forcing():
       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, model_type='qwen2',
       attention_bias=True, tie_word_embeddings=True)
   backbone = backbones.DecoderBackbone(transformer_lib.Transformer(config))
-  method = GenerativeRecommender(backbone, sids, len(TITLES), max_history=4, beam_size=3,
-                                 token_base=base)
   tasks = ('seqrec', 'fusionseqrec', 'item2index', 'index2item')
-  method.instructions = instructions_lib.Instructions(
-      tasks, _encode(tokenizer), method.item_tokens_host, titles=TITLES, items_per_step=3)
+  instructions = instructions_lib.Instructions(
+      tasks, _encode(tokenizer), global_item_tokens(sids.item_tokens(), base), titles=TITLES,
+      items_per_step=3)
+  method = GenerativeRecommender(backbone, sids, len(TITLES), max_history=4, beam_size=3,
+                                 token_base=base, instructions=instructions)
   params = method.init(jax.random.PRNGKey(0))
   batch = {'history': jnp.array([[-1, -1, 3, 0], [1, 4, 2, 5]], jnp.int32),
-           'history_len': jnp.array([2, 4], jnp.int32), 'target': jnp.array([5, 1], jnp.int32),
+           'target': jnp.array([5, 1], jnp.int32),
            'user': jnp.array([0, 1], jnp.int32)}
   rng = jax.random.PRNGKey(3)
   loss, metrics = jax.jit(method.loss_fn)(params, batch, rng)

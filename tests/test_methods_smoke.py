@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 
 from genrec_jax import config as config_lib
+from genrec_jax import methods
 from genrec_jax import run
 from genrec_jax.data import synthetic
 from genrec_jax.data.load import load_dataset
-from genrec_jax.methods import lcrec
-from genrec_jax.methods import letter
 
 NUM_USERS, NUM_ITEMS = 120, 60
 
 
 def _config(method, embeddings_path, **method_defaults):
-  defaults = letter.default_config(**method_defaults) if method == 'letter' else None
+  defaults = (methods.get(method).default_config(**method_defaults) if method_defaults
+              else None)
   config = config_lib.base_config(method, 'synthetic', defaults)
   config.data.synthetic.update(num_users=NUM_USERS, num_items=NUM_ITEMS)
   config.data.kcore = 2
@@ -32,7 +32,8 @@ def _config(method, embeddings_path, **method_defaults):
   if 'model' in config and 'd_model' in config.model:
     config.model.update(d_model=32, num_heads=2, head_dim=16, d_ff=64, num_encoder_layers=1,
                         num_decoder_layers=1)
-  if 'decode' in config:
+  if methods.spec(method).family == 'generative':
+    config.eval.ks = (1, 5, 10)
     config.decode.beam_size = 10
   config.tokenize.update(codes_per_level=6, levels=3, head_levels=2, tail_levels=2,
                          pca_dim=8)
@@ -72,6 +73,7 @@ def _check(results):
                'instructions.text_tokenizer': 'minilm', 'train.example_kind': 'prefix'}, False),
     ('tiger', {}, True),
     ('ghost', {}, True),
+    ('ghost', {'backbone': 'tiger'}, False),  # AUO on the encoder-decoder
     ('ghost', {'ghost.auo': False, 'tokenize.method': 'rqk_var', 'tokenize.tail_levels': 3},
      False),
     ('ifairlrs', {'ifairlrs.mode': 'rw'}, False),
@@ -81,8 +83,9 @@ def _check(results):
 ])
 def test_method_trains_evaluates_and_reloads(method, overrides, reload, embeddings_path,
                                              tmp_path):
-  config = _config(method, embeddings_path)
-  for key, value in overrides.items():
+  backbone = {k: v for k, v in overrides.items() if k == 'backbone'}  # default_config(backbone)
+  config = _config(method, embeddings_path, **backbone)
+  for key, value in ((k, v) for k, v in overrides.items() if '.' in k):
     section, field = key.split('.')
     config[section][field] = value
   workdir = str(tmp_path / method)
@@ -99,7 +102,7 @@ def test_method_trains_evaluates_and_reloads(method, overrides, reload, embeddin
     return
   again = run.train_and_evaluate(config, workdir, eval_only=True)
   assert again['splits']['test']['hr@10'] == results['splits']['test']['hr@10']
-  assert again['splits']['test']['ndcg@20'] == results['splits']['test']['ndcg@20']
+  assert again['splits']['test']['ndcg@10'] == results['splits']['test']['ndcg@10']
   if method == 'ghost':
     _check_tail_diagnosis(workdir, results['splits']['test'])
 
@@ -127,7 +130,7 @@ def test_letter_with_sasrec_collaborative_embeddings(backbone, embeddings_path, 
   sasrec_dir = str(tmp_path / 'sasrec')
   run.train_and_evaluate(sasrec, sasrec_dir)
   config = _config('letter', embeddings_path, backbone=backbone)
-  config.tokenize.cf_run = sasrec_dir
+  config.embed.cf_run = sasrec_dir
   results = run.train_and_evaluate(config, str(tmp_path / 'letter'))
   _check(results)
   assert os.listdir(tmp_path / 'letter' / 'sids')
@@ -139,7 +142,6 @@ def test_lcrec_fine_tunes_a_hugging_face_checkpoint_with_frozen_backbone(embeddi
   vocabulary and train; with train_backbone=False the rest stays bit-identical."""
   import jax  # pylint: disable=g-import-not-at-top
   from genrec_jax.models import hf_loading  # pylint: disable=g-import-not-at-top
-  from genrec_jax.train import loop  # pylint: disable=g-import-not-at-top
   import test_decoder  # pylint: disable=g-import-not-at-top
   hf_dir = tmp_path / 'qwen2'
   hf_dir.mkdir()
@@ -148,12 +150,9 @@ def test_lcrec_fine_tunes_a_hugging_face_checkpoint_with_frozen_backbone(embeddi
   config.model.update(hf_dir=str(hf_dir), train_backbone=False, train_old_vocab=False)
   workdir = str(tmp_path / 'run')
   _check(run.train_and_evaluate(config, workdir))
-  from genrec_jax.methods import lcrec  # pylint: disable=g-import-not-at-top
-  ds = load_dataset(config.data, workdir)
-  method = lcrec.build(config, ds, run.train_and_evaluate(config, workdir,
-                                                          tokenize_only=True)['sids'])
-  before = method.init(None)
-  after = loop.load_best_params(config, method, workdir)
+  finished = run.load_run(workdir)
+  before = finished.method.init(None)
+  after = finished.params
   base = hf_loading.load_checkpoint(str(hf_dir), load_tokenizer=False).config.vocab_size
   for path, old in jax.tree_util.tree_flatten_with_path(before)[0]:
     new = jax.tree_util.tree_flatten_with_path(after)[0]
@@ -173,11 +172,7 @@ def test_final_validation_reuses_the_saved_metrics_of_the_best_params(embeddings
   config.train.update(num_steps=8, eval_every=4)
   workdir = str(tmp_path / 'lcrec')
   results = run.train_and_evaluate(config, workdir)
-  dataset = load_dataset(config.data, workdir)
-  sids = run.build_sids(config.tokenize, dataset,
-                        np.load(embeddings_path), config.seed, workdir)
-  method = lcrec.build(config, dataset, sids)
-  params = run.loop.load_best_params(config, method, workdir)
+  _, dataset, method, params = run.load_run(workdir)
   fresh = run.evaluate(method, params, dataset, 'valid', config.eval, config.seed)
   timeless = lambda m: {k: v for k, v in m.items() if k != 'eval_seconds'}
   assert timeless(results['splits']['valid']) == pytest.approx(timeless(fresh), rel=1e-6)

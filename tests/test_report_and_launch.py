@@ -31,7 +31,7 @@ def test_ghost_table_sweep_expands_to_valid_commands(tmp_path):
   runs = sweep.expand(rows, str(tmp_path), ['0', '1'])
   assert len(runs) == 2 * len(rows)
   letter = next(r for r in runs if r['name'].startswith('LETTER'))
-  assert f'--config.tokenize.cf_run={tmp_path}/SASRec/seed0' in letter['command']
+  assert f'--config.embed.cf_run={tmp_path}/SASRec/seed0' in letter['command']
   assert letter['workdir'].endswith('LETTER_lcrec/seed0')
   script = sweep.write_slurm(runs, str(tmp_path), '--gres=gpu:1')
   text = open(script).read()

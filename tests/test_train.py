@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from genrec_jax import config as config_lib
+from genrec_jax import methods
 from genrec_jax.data import dataset as dataset_lib
 from genrec_jax.data import synthetic
 from genrec_jax.train import loop
@@ -143,7 +144,7 @@ def test_sharded_step_equals_single_device_step(tmp_path):
     np.testing.assert_allclose(results['init_from'][key], value, rtol=1e-5, atol=1e-6)
 
 
-class _LogMethod:
+class _LogMethod(methods.Method):
   """loss = log(w): Adam with lr 2 drives w from 1 to -1 in one step, so step 2 is NaN."""
   trainable = True
 

@@ -10,7 +10,6 @@ every process_count-th example, so processes read disjoint data.
 
 from __future__ import annotations
 
-from typing import Callable
 
 import grain
 import numpy as np
@@ -52,15 +51,13 @@ def sequence_chunks(dataset: Dataset, targets_per_chunk: int = TARGETS_PER_CHUNK
 def train_iterator(dataset: Dataset, *, batch_size: int, seed: int,
                    num_epochs: int | None = None, process_index: int = 0,
                    process_count: int = 1, kind: str = 'prefix',
-                   targets_per_chunk: int = TARGETS_PER_CHUNK,
-                   transform: Callable[[dict], dict] | None = None) -> grain.DatasetIterator:
+                   targets_per_chunk: int = TARGETS_PER_CHUNK) -> grain.DatasetIterator:
   """Training batches; batch_size is per process.
 
-  kind 'prefix': {'user', 'history' [B, H] left-padded, 'history_len', 'target'} per example;
+  kind 'prefix': {'user', 'history' [B, H] left-padded, 'target'} per example;
   kind 'sequence': {'user', 'items' [B, H + C], 'is_target' [B, H + C]} per chunk of a user's
   training sequence (C = targets_per_chunk, see `sequence_chunks`), for models that train
-  every prefix in one causal pass. `transform` (a method's `prepare_batch`) turns a numpy
-  batch into its inputs.
+  every prefix in one causal pass.
   """
   _check_kind(kind)
   if kind == 'sequence':
@@ -84,10 +81,9 @@ def train_iterator(dataset: Dataset, *, batch_size: int, seed: int,
       batch = {'user': users[index].astype(np.int32), 'items': items.astype(np.int32),
                'is_target': is_target}
     else:
-      history, length, target = prefix_histories(dataset, positions[index], users[index])
-      batch = {'user': users[index].astype(np.int32), 'history': history,
-               'history_len': length, 'target': target}
-    return transform(batch) if transform else batch
+      history, _, target = prefix_histories(dataset, positions[index], users[index])
+      batch = {'user': users[index].astype(np.int32), 'history': history, 'target': target}
+    return batch
 
   return iter(examples.batch(batch_size, drop_remainder=True).map(to_batch)
               .to_iter_dataset())
@@ -101,14 +97,14 @@ def _check_kind(kind: str) -> None:
 def eval_batches(dataset: Dataset, split: str, batch_size: int, mask_history: bool):
   """Yields (batch, num_real_rows) over all users; the last batch is padded to batch_size
   (by repeating user 0) so jitted predictors compile once."""
-  history, length, targets = dataset.histories(split)
+  history, _, targets = dataset.histories(split)
   _, end = dataset.split_targets(split)
   for start in range(0, dataset.num_users, batch_size):
     users = np.arange(start, min(start + batch_size, dataset.num_users))
     n = len(users)
     users = np.pad(users, (0, batch_size - n))
     batch = {'user': users.astype(np.int32), 'history': history[users],
-             'history_len': length[users], 'target': targets[users]}
+             'target': targets[users]}
     if mask_history:
       batch['exclude'] = _past_items(dataset, users, end[users])
     yield batch, n

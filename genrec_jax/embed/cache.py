@@ -34,8 +34,8 @@ def default_embed_config() -> ml_collections.ConfigDict:
   """The `embed` fields and their defaults."""
   return ml_collections.ConfigDict(dict(
       # 'minilm' (encode item text), 'npy' (precomputed, npy_path), or text-free collaborative
-      # vectors: 'cooccurrence' (SVD of training co-occurrences), 'run' (item embeddings of
-      # another run, e.g. SASRec, in run_dir)
+      # vectors: 'cooccurrence' (SVD of training co-occurrences), 'run' (the item vectors
+      # of the run in cf_run)
       source='minilm',
       template='auto',  # 'amazon' | 'movielens' | 'generic' | 'auto' (by dataset name)
       npy_path='',  # source='npy': [num_items, D] array, row i = item i
@@ -44,7 +44,10 @@ def default_embed_config() -> ml_collections.ConfigDict:
       max_length=128,  # tokens per item text, [CLS]/[SEP] included
       max_chars_per_field=300,
       cooccurrence_dim=64,
-      run_dir='',
+      # The workdir of a finished run (SASRec) on the same data whose learned item vectors
+      # are the collaborative signal: the item embeddings with source='run', LETTER's
+      # alignment target with tokenize.method='letter'.
+      cf_run='',
       # Scale every vector to length 1. Collaborative vectors carry popularity in their
       # length (rare items sit near the origin and collide in RQ-KMeans); only the direction
       # should decide the codes. Zero vectors (items never seen in training) stay zero.
@@ -61,9 +64,11 @@ def render_item_texts(dataset: Dataset, template: str,
 
 
 def item_embeddings(embed_config: ml_collections.ConfigDict, dataset: Dataset,
-                    workdir: str) -> np.ndarray:
-  """Item embeddings [num_items, D] float32 (unit rows if embed.unit_norm)."""
-  embeddings = _item_embeddings(embed_config, dataset, workdir)
+                    workdir: str, cf_vectors: np.ndarray | None = None) -> np.ndarray:
+  """Item embeddings [num_items, D] float32 (unit rows if embed.unit_norm).
+
+  cf_vectors: the item vectors of the run in embed.cf_run (source='run' returns them)."""
+  embeddings = _item_embeddings(embed_config, dataset, workdir, cf_vectors)
   if not embed_config.unit_norm:
     return embeddings
   norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
@@ -75,7 +80,7 @@ def item_embeddings(embed_config: ml_collections.ConfigDict, dataset: Dataset,
 
 
 def _item_embeddings(embed_config: ml_collections.ConfigDict, dataset: Dataset,
-                     workdir: str) -> np.ndarray:
+                     workdir: str, cf_vectors: np.ndarray | None) -> np.ndarray:
   source = embed_config.source
   if source == 'npy':
     # Already a file on disk: validated and returned, never copied into the cache.
@@ -84,8 +89,10 @@ def _item_embeddings(embed_config: ml_collections.ConfigDict, dataset: Dataset,
     print(f'Item embeddings: text-free collaborative vectors ({source}) from the training '
           'split, a deviation from the papers, which embed item text with an LLM.')
     if source == 'run':
-      return collaborative.item_embeddings_from_run(embed_config.run_dir, dataset,
-                                                    'embed.run_dir')
+      if cf_vectors is None:
+        raise ValueError("embed.source='run' needs embed.cf_run: the workdir of a finished "
+                         'SASRec run on this dataset.')
+      return cf_vectors
     return collaborative.cooccurrence_embeddings(dataset, embed_config.cooccurrence_dim)
   if source != 'minilm':
     raise ValueError(f'Unknown embed.source {source!r}; known: {list(SOURCES)}.')

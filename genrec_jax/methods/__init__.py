@@ -1,58 +1,138 @@
-"""Methods, chosen by name: `genrec_jax.methods.<name>` is the module of method `<name>`.
+"""Methods, chosen by name: `genrec_jax.methods.<name>` is the module of method `<name>`
+(or a module registered with `register`, e.g. a method defined in a test or a project).
 
-The contract is tiny. A method module defines
+A method module declares
 
-  default_config() -> ml_collections.ConfigDict   # its own fields (merged into the config)
-  build(config, dataset, sids, embeddings=None) -> Method
-  uses_sids = True                                  # optional: run the embed + tokenize
-                                                    # stages first and pass sids/embeddings
+  SPEC = MethodSpec(family=..., needs=...)          # what it is and what it is built from
+  default_config() -> ml_collections.ConfigDict     # its own fields (merged into the config)
+  build(config, dataset, inputs: BuildInputs) -> Method
+  default_config_for(config) -> ConfigDict          # optional: fields that depend on the
+                                                    # config (LETTER's and Ghost's backbone)
   validate_config(config)                           # optional, raises ValueError
 
-and the `Method` it builds has
+Families (declared, never guessed from config keys):
+  'statistical'  fitted counts or draws, not trained (Pop, Random)
+  'sequential'   history -> user state -> a score per item (SASRec; see sequential.py)
+  'generative'   history -> SID tokens, trie beam search (LC-Rec, TIGER, LETTER, Ghost and
+                 the debiasing baselines; see generative.py). The config has `decode`, and
+                 validation asks decode.beam_size >= max(eval.ks) and eval.mask_history off
+                 (a beam over SIDs cannot leave out past items exactly).
+`needs`: 'sids' runs the embed and tokenize stages first (BuildInputs.sids and .embeddings);
+'embeddings' the embed stage only.
 
+The `Method` built (subclass `Method` below: it holds the optional hooks' defaults):
   trainable: bool
   init(rng) -> params                               # fitted statistics for non-trainable ones
   loss_fn(params, batch, rng) -> (loss, metrics)    # trainable methods only
   predict_topk(params, batch, k) -> (items [B, k], scores [B, k])
   score_items(params, batch, items [B, C]) -> scores [B, C]   # for sampled evaluation
-  train_dataset                                     # optional: the data to train on, if
-                                                    # not the run's (augmentation)
-  restrict_optimizer(tx) -> tx                      # optional: train only part of params
+  train_dataset: Dataset | None                     # hook: the data to train on, if not the
+                                                    # run's (augmentation)
+  restrict_optimizer(tx) -> tx                      # hook: train only part of the params
+  tune_on_validation(params, dataset, eval_config)  # hook: a choice made after training on
+      -> (valid metrics or None, results record)    # the validation split (IFairLRS-RR's λ)
+  item_vectors(params) -> [I, d] or None            # hook: learned item vectors, for other
+                                                    # runs' embed.cf_run (SASRec's)
 
-A batch is a dict of arrays: 'user' [B], 'history' [B, H] (left-padded with -1),
-'history_len' [B], and for ranking 'exclude' [B, E] (items never to recommend, -1 padded).
+A batch is a dict of arrays: 'user' [B], 'history' [B, H] (left-padded with -1), 'target'
+[B], and for ranking 'exclude' [B, E] (items never to recommend, -1 padded).
 `predict_topk` never returns an item from 'exclude'; -1 marks an empty slot.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
-from typing import Any, Protocol
+import types
+from typing import Any
 
 import jax
+import numpy as np
+
+FAMILIES = ('statistical', 'sequential', 'generative')
+NEEDS = ('sids', 'embeddings')
 
 
-class Method(Protocol):
-  trainable: bool
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+  family: str
+  needs: tuple[str, ...] = ()
 
-  def init(self, rng: jax.Array) -> Any: ...
+  def __post_init__(self):
+    if self.family not in FAMILIES or not set(self.needs) <= set(NEEDS):
+      raise ValueError(f'MethodSpec{self.family, self.needs}: family must be one of '
+                       f'{FAMILIES}, needs a subset of {NEEDS}.')
 
-  def predict_topk(self, params: Any, batch: dict, k: int) -> tuple[jax.Array, jax.Array]: ...
 
-  def score_items(self, params: Any, batch: dict, items: jax.Array) -> jax.Array: ...
+@dataclasses.dataclass(frozen=True)
+class BuildInputs:
+  """What `build` receives besides the config and dataset (per the module's SPEC.needs)."""
+  sids: Any = None  # tokenize.sid_table.SIDTable
+  embeddings: np.ndarray | None = None  # [I, d] item vectors of the embed stage
+
+
+class Method:
+  """Base of every method: the contract above, with the optional hooks' defaults."""
+
+  trainable: bool = True
+  train_dataset = None  # None: train on the run's dataset
+
+  def restrict_optimizer(self, tx):
+    return tx
+
+  def tune_on_validation(self, params, dataset, eval_config) -> tuple[dict | None, dict]:
+    del params, dataset, eval_config
+    return None, {}
+
+  def item_vectors(self, params) -> jax.Array | None:
+    del params
+    return None
+
+  def init(self, rng: jax.Array) -> Any:
+    raise NotImplementedError
+
+  def loss_fn(self, params, batch: dict, rng: jax.Array) -> tuple[jax.Array, dict]:
+    raise NotImplementedError(f'{type(self).__name__} is not trainable')
+
+  def predict_topk(self, params, batch: dict, k: int) -> tuple[jax.Array, jax.Array]:
+    raise NotImplementedError
+
+  def score_items(self, params, batch: dict, items: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+
+_REGISTERED: dict[str, types.ModuleType] = {}
+
+
+def register(name: str, module: types.ModuleType | Any) -> None:
+  """Makes `module` (anything with SPEC, default_config and build) the method `name`."""
+  _check_module(name, module)
+  _REGISTERED[name] = module
 
 
 def available() -> list[str]:
-  """Method names: the public modules here that define `build` (not the shared parts such
-  as backbones and instructions)."""
+  """Method names: the public modules here that declare a SPEC (not the shared parts such as
+  backbones, loss terms and instructions), and the registered ones."""
   names = (m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith('_'))
-  return sorted(n for n in names
-                if hasattr(importlib.import_module(f'{__name__}.{n}'), 'build'))
+  own = [n for n in names if hasattr(importlib.import_module(f'{__name__}.{n}'), 'SPEC')]
+  return sorted({*own, *_REGISTERED})
 
 
 def get(name: str):
   """The module of method `name`."""
+  if name in _REGISTERED:
+    return _REGISTERED[name]
   if name not in available():
     raise ValueError(f'unknown method {name!r}; available: {available()}')
   return importlib.import_module(f'{__name__}.{name}')
+
+
+def spec(name: str) -> MethodSpec:
+  return get(name).SPEC
+
+
+def _check_module(name, module) -> None:
+  missing = [a for a in ('SPEC', 'default_config', 'build') if not hasattr(module, a)]
+  if missing:
+    raise ValueError(f'method {name!r} lacks {missing}; see genrec_jax.methods.')

@@ -15,9 +15,11 @@ import dataclasses
 import ml_collections
 import numpy as np
 
+from genrec_jax.methods import BuildInputs
+from genrec_jax.methods import MethodSpec
 from genrec_jax.methods import lcrec
 
-uses_sids = True
+SPEC = MethodSpec(family='generative', needs=('sids', 'embeddings'))
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -64,8 +66,7 @@ def training_data(dataset, embeddings: np.ndarray, mode: str, p: float, seed: in
       user_ids=np.concatenate([dataset.user_ids, np.char.add(dataset.user_ids, '#aug')]))
 
 
-def build(config, dataset, sids, embeddings=None):
-  method = lcrec.build(config, dataset, sids, embeddings)
-  method.train_dataset = training_data(dataset, embeddings, config.augment.mode,
-                                       config.augment.p, config.seed)
-  return method
+def build(config, dataset, inputs: BuildInputs = BuildInputs()):
+  train_dataset = training_data(dataset, inputs.embeddings, config.augment.mode,
+                                config.augment.p, config.seed)
+  return lcrec.build(config, dataset, inputs, train_dataset=train_dataset)

@@ -1,11 +1,13 @@
 """Backbones of the generative stage, one small adapter each.
 
-A backbone maps SID-token histories to next-token logits, with the calls `_generative.py`
+A backbone maps SID-token histories to next-token logits, with the calls `generative.py`
 needs:
   init(rng) -> params
-  continuation_logits(params, history [B, Th] left-padded, continuations [B, R, L], rng)
+  continuation_logits(params, history [B, Th] left-padded, inputs [B, R, L-1], rng)
       -> logits [B, R, L, V]; logits[:, r, i] is the distribution of token i of
-         continuation r given the history and that continuation's tokens before i
+         continuation r given the history and the decoder inputs inputs[:, r, :i]. The
+         inputs are given apart from the labels: teacher forcing passes the labels' first
+         L-1 tokens, GENPLUGIN-style substitution passes others
   sequence_logits(params, tokens [B, T], valid [B, T], rng)
       -> causal logits [B, T, V] (whole-sequence training; decoder-only backbones)
   branch_logits(params, tokens [B, T], valid [B, T], branches [B, R, Lb], starts [B, R])
@@ -38,16 +40,16 @@ class DecoderBackbone:
       return self._init_params
     return self.model.init(rng, jnp.zeros((1, 1), jnp.int32))['params']
 
-  def continuation_logits(self, params, history, continuations, rng):
+  def continuation_logits(self, params, history, inputs, rng):
     del rng  # no dropout in the LLM backbones
-    batch, num_cont, length = continuations.shape
+    batch, num_cont, length = inputs.shape[0], inputs.shape[1], inputs.shape[2] + 1
     first_logits, cache = transformer_lib.prefill(
         self.model, params, history, history >= 0, history.shape[1] + length - 1)
     if length == 1:
       return jnp.broadcast_to(first_logits[:, None, None], (batch, num_cont, 1,
                                                             first_logits.shape[-1]))
     cache = jax.tree.map(lambda x: jnp.repeat(x, num_cont, axis=0), cache)
-    inputs = continuations[:, :, :-1].reshape(batch * num_cont, length - 1)
+    inputs = inputs.reshape(batch * num_cont, length - 1)
     out = self.model.apply({'params': params}, inputs, mask=inputs >= 0, cache=cache)
     rest = out.logits.reshape(batch, num_cont, length - 1, -1)
     first = jnp.broadcast_to(first_logits[:, None, None], (batch, num_cont, 1, rest.shape[-1]))
@@ -81,17 +83,16 @@ class EncoderDecoderBackbone:
     return self.model.init(rng, jnp.zeros((1, 1), jnp.int32), jnp.ones((1, 1), bool),
                            jnp.zeros((1, 1), jnp.int32))['params']
 
-  def continuation_logits(self, params, history, continuations, rng):
-    batch, num_cont, length = continuations.shape
+  def continuation_logits(self, params, history, inputs, rng):
+    batch, num_cont, length = inputs.shape[0], inputs.shape[1], inputs.shape[2] + 1
     train = rng is not None
     rngs = {'dropout': rng} if train else {}
     mask = history >= 0
     encoded = self.model.apply({'params': params}, history, mask, train, method=t5_lib.T5.encode,
                                rngs=rngs)
     repeat = lambda x: jnp.repeat(x, num_cont, axis=0)
-    starts = jnp.full((batch * num_cont, 1), self.start_token, continuations.dtype)
-    inputs = jnp.concatenate(
-        [starts, continuations[:, :, :-1].reshape(batch * num_cont, length - 1)], axis=1)
+    starts = jnp.full((batch * num_cont, 1), self.start_token, inputs.dtype)
+    inputs = jnp.concatenate([starts, inputs.reshape(batch * num_cont, length - 1)], axis=1)
     logits = self.model.apply({'params': params}, inputs, repeat(encoded), repeat(mask), train,
                               method=t5_lib.T5.decode, rngs=rngs)
     return logits.reshape(batch, num_cont, length, -1)

@@ -1,4 +1,5 @@
-"""Ghost (popularity bias in generative recommendation): SKT + AUO on the LC-Rec backbone.
+"""Ghost (popularity bias in generative recommendation): SKT + AUO on a SID backbone
+(ghost.backbone: 'lcrec', the paper's, or 'tiger').
 
   SKT  skeleton-founded tokenization (tokenize.method='skt', see tokenize/skt.py).
   AUO  asymmetric unlikelihood, for training examples whose target v is a tail item:
@@ -7,11 +8,11 @@
            SID (ties: higher similarity first), precomputed once;
          L_AUO = −Σ_{d ∈ distractors(v)} Σ_i log(1 − P(c_d^(i) | h, c_d^(<i))), over d's
            tokens from its first token that differs from v's on (a shared prefix is v's
-           own; see _generative.auo_token_mask);
+           own; see loss_terms.auo_token_mask);
          L = L_NLL + α·L_AUO, α = ghost.alpha (0.1).
-The loss is computed by the shared generative stage (methods/_generative.py), with per-prefix
-examples or whole-sequence chunks (distractors branch off the chunk's stream); either way
-each distractor is teacher-forced from its target's own history.
+Ghost is the backbone's method with one more loss term, `loss_terms.AUO`, whose branches are
+the distractors; the shared generative stage (methods/generative.py) teacher-forces each from
+its target's own history, per prefix or in whole-sequence chunks (decoder backbone only).
 
 Ablations are config switches: ghost.auo=False (w/o AUO), tokenize.method='rq_kmeans'
 (w/o SKT; RQK-4/RQK-6 with tokenize.levels and ghost.auo=False), tokenize.method='rqk_var'
@@ -23,22 +24,36 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 
+from genrec_jax.methods import BuildInputs
+from genrec_jax.methods import MethodSpec
 from genrec_jax.methods import lcrec
+from genrec_jax.methods import tiger
+from genrec_jax.methods.loss_terms import AUO
+from genrec_jax.methods.loss_terms import NLL
 
-uses_sids = True
+SPEC = MethodSpec(family='generative', needs=('sids', 'embeddings'))
+BACKBONES = {'lcrec': lcrec, 'tiger': tiger}
 
 
-def default_config() -> ml_collections.ConfigDict:
-  config = lcrec.default_config()
+def default_config(backbone: str = 'lcrec') -> ml_collections.ConfigDict:
+  """Ghost's fields on the given backbone (config files pass ghost.backbone here)."""
+  if backbone not in BACKBONES:
+    raise ValueError(f'Invalid config.ghost.backbone {backbone!r}: use one of '
+                     f'{sorted(BACKBONES)}.')
+  config = BACKBONES[backbone].default_config()
   config.update({
-      'ghost': dict(auo=True, alpha=0.1, k_a=200, k_b=5),
+      'ghost': dict(backbone=backbone, auo=True, alpha=0.1, k_a=200, k_b=5),
       'tokenize': dict(method='skt', head_levels=3, tail_levels=2),
   })
   return config
 
 
+def default_config_for(config) -> ml_collections.ConfigDict:
+  return default_config(config.ghost.backbone)
+
+
 def validate_config(config) -> None:
-  lcrec.validate_config(config)
+  BACKBONES[config.ghost.backbone].validate_config(config)
   if config.ghost.k_b > config.ghost.k_a:
     raise ValueError('Invalid config.ghost.k_b: must be <= ghost.k_a.')
 
@@ -69,14 +84,14 @@ def undesired_collection(embeddings: np.ndarray, item_tokens: np.ndarray,
   return out
 
 
-def build(config, dataset, sids, embeddings=None):
+def build(config, dataset, inputs: BuildInputs = BuildInputs()):
   g = config.ghost
-  hooks = {}
+  terms = [NLL()]
   if g.auo:
-    if embeddings is None:
+    if inputs.embeddings is None:
       raise ValueError('ghost: AUO needs the item embeddings (config.embed).')
-    distractors = undesired_collection(embeddings, sids.item_tokens(), dataset.is_head,
+    item_tokens = inputs.sids.item_tokens()
+    distractors = undesired_collection(inputs.embeddings, item_tokens, dataset.is_head,
                                        g.k_a, g.k_b)
-    hooks = dict(auo_weight=g.alpha, distractors=np.maximum(distractors, 0),
-                 is_tail=~dataset.is_head)
-  return lcrec.build(config, dataset, sids, **hooks)
+    terms.append(AUO(g.alpha, item_tokens, np.maximum(distractors, 0), ~dataset.is_head))
+  return BACKBONES[g.backbone].build(config, dataset, inputs, terms=terms)

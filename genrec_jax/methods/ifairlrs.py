@@ -1,4 +1,5 @@
-"""IFairLRS (Jiang et al., WWW'24) debiasing baselines on the LC-Rec backbone.
+"""IFairLRS (Jiang et al., WWW'24) debiasing baselines on the LC-Rec backbone: RW is LC-Rec
+with a weighted NLL term, RR is LC-Rec with a re-ranking scorer.
 
   rw  reweighting: each training example gets the weight w_g of its target's popularity
       group g,
@@ -28,6 +29,7 @@ from __future__ import annotations
 import functools
 import time
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -37,9 +39,12 @@ from genrec_jax.data.dataset import popularity_split
 from genrec_jax.data.dataset import prefix_histories
 from genrec_jax.data.pipeline import eval_batches
 from genrec_jax.eval import metrics as metrics_lib
+from genrec_jax.methods import BuildInputs
+from genrec_jax.methods import MethodSpec
 from genrec_jax.methods import lcrec
+from genrec_jax.methods.loss_terms import NLL
 
-uses_sids = True
+SPEC = MethodSpec(family='generative', needs=('sids',))
 RR_LAMBDA_GRID = (0.0, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -109,41 +114,52 @@ def rerank(items, scores, log_counts, rr_lambda, k):
   return jnp.take_along_axis(items, best, axis=1), best_scores
 
 
-class Reranked:
-  """Wraps a generative method: beam candidates re-scored with a popularity penalty."""
+class RerankedBeam:
+  """The scorer of IFairLRS-RR: the beam's candidates re-scored with a popularity penalty."""
 
-  def __init__(self, method, item_counts: np.ndarray, rr_lambda: float, candidates: int):
-    self.method = method
+  def __init__(self, item_counts: np.ndarray, rr_lambda: float, candidates: int,
+               lambda_grid=(), select_metric: str = 'ndcg@10'):
     self.log_counts = jnp.log1p(jnp.asarray(item_counts, jnp.float32))
     self.rr_lambda = float(rr_lambda)  # a traced argument of `rerank`: safe to change
     self.candidates = candidates
+    self.lambda_grid = tuple(lambda_grid)
+    self.select_metric = select_metric
 
-  def __getattr__(self, name):  # training, init, score_items: the wrapped method's
-    return getattr(self.method, name)
+  def candidates_of(self, method, params, batch, k):
+    return method.beam_topk(params, batch, max(k, self.candidates))
 
-  def candidates_of(self, params, batch, k):
-    return self.method.predict_topk(params, batch, max(k, self.candidates))
-
-  def predict_topk(self, params, batch, k):
-    items, scores = self.candidates_of(params, batch, k)
+  def topk(self, method, params, batch, k):
+    items, scores = self.candidates_of(method, params, batch, k)
     return rerank(items, scores, self.log_counts, jnp.float32(self.rr_lambda), k)
 
-  def select_rr_lambda(self, params, dataset, eval_config, grid, metric='ndcg@10') -> dict:
-    """Picks λ from `grid` on the validation split (one decode, re-ranked per λ), sets it,
-    and returns {'rr_lambda', 'metric', 'valid_by_lambda', 'valid_metrics'}."""
+  def tune_on_validation(self, method, params, dataset, eval_config):
+    """λ chosen on valid (the same beam re-ranked per λ) and kept for test; needs the full
+    ranking protocol and a non-empty grid (else rr_lambda stays)."""
+    if not self.lambda_grid or eval_config.protocol != 'full':
+      return None, {}
+    selection = self.select_rr_lambda(method, params, dataset, eval_config)
+    logging.info('IFairLRS-RR: rr_lambda=%s chosen on valid (%s by lambda: %s)',
+                 selection['rr_lambda'], selection['metric'], selection['valid_by_lambda'])
+    return (selection['valid_metrics'],
+            {'ifairlrs_rr': {k: v for k, v in selection.items() if k != 'valid_metrics'}})
+
+  def select_rr_lambda(self, method, params, dataset, eval_config) -> dict:
+    """Picks λ from the grid on the validation split (one decode, re-ranked per λ), sets
+    it, and returns {'rr_lambda', 'metric', 'valid_by_lambda', 'valid_metrics'}."""
     start = time.time()
+    metric = self.select_metric
     ks = tuple(int(k) for k in eval_config.ks)
     k = max(ks)
     items, scores = [], []
     for batch, n in eval_batches(dataset, 'valid', eval_config.batch_size,
                                  eval_config.mask_history):
-      i, s = self.candidates_of(params, batch, k)
+      i, s = self.candidates_of(method, params, batch, k)
       items.append(np.asarray(i)[:n])
       scores.append(np.asarray(s)[:n])
     items, scores = jnp.asarray(np.concatenate(items)), jnp.asarray(np.concatenate(scores))
     targets = dataset.split_targets('valid')[0]
     by_lambda, best = {}, None
-    for lam in sorted(float(x) for x in grid):
+    for lam in sorted(float(x) for x in self.lambda_grid):
       topk = np.asarray(rerank(items, scores, self.log_counts, jnp.float32(lam), k)[0])
       result = metrics_lib.compute_all(topk, targets, dataset.item_counts, dataset.is_head,
                                        dataset.item_group, ks)
@@ -156,14 +172,14 @@ class Reranked:
             'valid_metrics': valid}
 
 
-def build(config, dataset, sids, embeddings=None):
+def build(config, dataset, inputs: BuildInputs = BuildInputs()):
   f = config.ifairlrs
   if f.mode == 'rw':
     weights = jnp.asarray(group_weights(dataset, f.num_groups, f.normalize_weights),
                           jnp.float32)
     groups = jnp.asarray(item_groups(dataset, f.num_groups))
     weight_of = lambda targets: weights[groups[targets]]
-    return lcrec.build(config, dataset, sids, embeddings, example_weight=weight_of)
-  method = lcrec.build(config, dataset, sids, embeddings)
-  return Reranked(method, dataset.item_counts, f.rr_lambda,
-                  f.candidates or config.decode.beam_size)
+    return lcrec.build(config, dataset, inputs, terms=[NLL(weight_of=weight_of)])
+  scorer = RerankedBeam(dataset.item_counts, f.rr_lambda, f.candidates or config.decode.beam_size,
+                        f.rr_lambda_grid, f.rr_select_metric)
+  return lcrec.build(config, dataset, inputs, scorer=scorer)

@@ -35,7 +35,7 @@ import numpy as np
 import tokenizers
 
 from genrec_jax.embed import bert
-from genrec_jax.methods._generative import compact
+from genrec_jax.methods.sid_tokens import compact
 
 SFT_TEMPLATE = ('Below is an instruction that describes a task. Write a response that '
                 'appropriately completes the request.\n\n### Instruction:\n{instruction}'

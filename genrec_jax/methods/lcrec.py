@@ -18,13 +18,16 @@ from __future__ import annotations
 import jax
 import ml_collections
 
+from genrec_jax.methods import BuildInputs
+from genrec_jax.methods import MethodSpec
 from genrec_jax.methods import backbones
 from genrec_jax.methods import instructions as instructions_lib
-from genrec_jax.methods._generative import GenerativeRecommender
+from genrec_jax.methods.generative import GenerativeRecommender
+from genrec_jax.methods.sid_tokens import global_item_tokens
 from genrec_jax.models import hf_loading
 from genrec_jax.models import transformer as transformer_lib
 
-uses_sids = True
+SPEC = MethodSpec(family='generative', needs=('sids',))
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -45,9 +48,6 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def validate_config(config) -> None:
-  if config.eval.mask_history:
-    raise ValueError('Invalid config.eval.mask_history: generative methods decode with a trie '
-                     'beam search and do not mask past items; set it to False.')
   tasks = tuple(config.instructions.tasks)
   instructions_lib.check_tasks(tasks)
   if tasks and config.train.example_kind != 'prefix':
@@ -102,21 +102,21 @@ def decoder_backbone(config, sids, seed: int):
           encode)
 
 
-def build(config, dataset, sids, embeddings=None, **hooks):
-  """hooks: auo_weight, distractors, is_tail, example_weight (used by ghost / ifairlrs)."""
-  del embeddings
+def build(config, dataset, inputs: BuildInputs = BuildInputs(), **parts):
+  """LC-Rec on the decoder backbone. parts: GenerativeRecommender's terms, scorer and
+  train_dataset (Ghost, IFairLRS and augmentation compose them)."""
+  sids = inputs.sids
   backbone, base, restrict, encode = decoder_backbone(config, sids, config.seed)
-  method = GenerativeRecommender(
-      backbone, sids, dataset.num_items, max_history=config.data.max_history,
-      beam_size=config.decode.beam_size, token_base=base, **hooks)
+  instructions = None
   if encode is not None:
     titles = [text.get('title', '') for text in dataset.item_text]
-    method.instructions = instructions_lib.Instructions(
-        config.instructions.tasks, encode, method.item_tokens_host,
+    instructions = instructions_lib.Instructions(
+        config.instructions.tasks, encode, global_item_tokens(sids.item_tokens(), base),
         titles=titles if any(titles) else None,
         max_title_tokens=config.instructions.max_title_tokens,
         items_per_step=instructions_lib.items_per_step(
             config.train.batch_size, dataset.num_items, len(dataset.train_examples()[0])))
-  if restrict is not None:
-    method.restrict_optimizer = restrict
-  return method
+  return GenerativeRecommender(
+      backbone, sids, dataset.num_items, max_history=config.data.max_history,
+      beam_size=config.decode.beam_size, token_base=base, instructions=instructions,
+      restrict_optimizer=restrict, **parts)

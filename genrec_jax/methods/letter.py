@@ -2,7 +2,7 @@
 SASRec item embeddings and by code diversity (tokenize.method='letter', see
 tokenize/letter.py), under the TIGER or the LC-Rec backbone (letter.backbone).
 
-`tokenize.cf_run` names the workdir of a SASRec run on the same data; train it first, e.g.
+`embed.cf_run` names the workdir of a SASRec run on the same data; train it first, e.g.
   python -m genrec_jax.main --config=configs/sasrec_ins.py:cpu --workdir=runs/sasrec
 """
 
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ml_collections
 
+from genrec_jax.methods import BuildInputs
+from genrec_jax.methods import MethodSpec
 from genrec_jax.methods import lcrec
 from genrec_jax.methods import tiger
 from genrec_jax.tokenize.rqvae import default_rqvae_config
 
-uses_sids = True
+SPEC = MethodSpec(family='generative', needs=('sids',))
 BACKBONES = {'tiger': tiger, 'lcrec': lcrec}
 
 
@@ -41,5 +43,5 @@ def validate_config(config) -> None:
   BACKBONES[config.letter.backbone].validate_config(config)
 
 
-def build(config, dataset, sids, embeddings=None, **hooks):
-  return BACKBONES[config.letter.backbone].build(config, dataset, sids, embeddings, **hooks)
+def build(config, dataset, inputs: BuildInputs = BuildInputs()):
+  return BACKBONES[config.letter.backbone].build(config, dataset, inputs)

@@ -13,13 +13,18 @@ import jax.numpy as jnp
 import ml_collections
 
 from genrec_jax.decode.item_topk import topk_items
+from genrec_jax.methods import BuildInputs
+from genrec_jax.methods import Method
+from genrec_jax.methods import MethodSpec
+
+SPEC = MethodSpec(family='statistical')
 
 
 def default_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict()
 
 
-class Pop:
+class Pop(Method):
   trainable = False
 
   def __init__(self, item_counts):
@@ -42,6 +47,6 @@ class Pop:
     return params['item_counts'][items]
 
 
-def build(config, dataset, sids=None, embeddings=None):
-  del config, sids, embeddings
+def build(config, dataset, inputs: BuildInputs = BuildInputs()):
+  del config, inputs
   return Pop(dataset.item_counts)

@@ -13,13 +13,18 @@ import jax.numpy as jnp
 import ml_collections
 
 from genrec_jax.decode.item_topk import topk_items
+from genrec_jax.methods import BuildInputs
+from genrec_jax.methods import Method
+from genrec_jax.methods import MethodSpec
+
+SPEC = MethodSpec(family='statistical')
 
 
 def default_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict()
 
 
-class Random:
+class Random(Method):
   trainable = False
 
   def __init__(self, num_items: int, seed: int):
@@ -45,6 +50,6 @@ class Random:
     return jnp.take_along_axis(scores, items, axis=1)
 
 
-def build(config, dataset, sids=None, embeddings=None):
-  del sids, embeddings
+def build(config, dataset, inputs: BuildInputs = BuildInputs()):
+  del inputs
   return Random(dataset.num_items, config.seed)

@@ -13,7 +13,12 @@ import ml_collections
 
 from genrec_jax import losses
 from genrec_jax.decode.item_topk import topk_items
+from genrec_jax.methods import BuildInputs
+from genrec_jax.methods import Method
+from genrec_jax.methods import MethodSpec
 from genrec_jax.models.sasrec import SASRec as SASRecModel
+
+SPEC = MethodSpec(family='sequential')
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -21,7 +26,7 @@ def default_config() -> ml_collections.ConfigDict:
                                                   dropout=0.2)})
 
 
-class SASRec:
+class SASRec(Method):
   trainable = True
 
   def __init__(self, config, num_items: int):
@@ -50,11 +55,11 @@ class SASRec:
   def score_items(self, params, batch, items):
     return jnp.take_along_axis(self.scores(params, batch), items, axis=1)
 
-  def item_embeddings(self, params) -> jax.Array:
+  def item_vectors(self, params) -> jax.Array:
     """[I, hidden] learned item vectors (LETTER's collaborative signal)."""
     return params['item_embedding']['embedding'][:self.model.num_items]
 
 
-def build(config, dataset, sids=None, embeddings=None):
-  del sids, embeddings
+def build(config, dataset, inputs: BuildInputs = BuildInputs()):
+  del inputs
   return SASRec(config, dataset.num_items)

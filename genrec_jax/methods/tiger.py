@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ml_collections
 
+from genrec_jax.methods import BuildInputs
+from genrec_jax.methods import MethodSpec
 from genrec_jax.methods import backbones
-from genrec_jax.methods._generative import GenerativeRecommender
+from genrec_jax.methods.generative import GenerativeRecommender
 from genrec_jax.models import t5 as t5_lib
 
-uses_sids = True
+SPEC = MethodSpec(family='generative', needs=('sids',))
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -33,14 +35,11 @@ def validate_config(config) -> None:
   if config.train.example_kind != 'prefix':
     raise ValueError("Invalid config.train.example_kind: the encoder-decoder trains on "
                      "'prefix' examples.")
-  if config.eval.mask_history:
-    raise ValueError('Invalid config.eval.mask_history: generative methods decode with a trie '
-                     'beam search and do not mask past items; set it to False.')
 
 
-def build(config, dataset, sids, embeddings=None, **hooks):
-  """hooks: as in lcrec.build (auo_weight, distractors, is_tail, example_weight)."""
-  del embeddings
+def build(config, dataset, inputs: BuildInputs = BuildInputs(), **parts):
+  """TIGER on the encoder-decoder backbone. parts: as in lcrec.build."""
+  sids = inputs.sids
   m = config.model
   start_token = sids.vocab_size  # one token after the SID vocabulary
   model = t5_lib.T5(t5_lib.T5Config(
@@ -51,4 +50,4 @@ def build(config, dataset, sids, embeddings=None, **hooks):
   backbone = backbones.EncoderDecoderBackbone(model, start_token)
   return GenerativeRecommender(
       backbone, sids, dataset.num_items, max_history=config.data.max_history,
-      beam_size=config.decode.beam_size, token_base=0, **hooks)
+      beam_size=config.decode.beam_size, token_base=0, **parts)

@@ -30,7 +30,6 @@ from genrec_jax.data.dataset import Dataset
 from genrec_jax.data.dataset import fingerprint
 from genrec_jax.data.raw import DataError
 from genrec_jax.data.raw import read_json_object
-from genrec_jax.embed.collaborative import item_embeddings_from_run
 from genrec_jax.tokenize import rq_kmeans
 from genrec_jax.tokenize import rqvae
 from genrec_jax.tokenize import skt
@@ -58,7 +57,6 @@ def default_tokenize_config() -> ml_collections.ConfigDict:
       balanced_last_level=False,  # Sinkhorn-balanced last RQ-KMeans level
       dedup='colliding',  # 'colliding' | 'all' (TIGER) | 'none'
       rqvae=default_rqvae_config(),  # rqvae / letter (levels and codes_per_level above win)
-      cf_run='',  # letter: workdir of a SASRec run whose item embeddings are the CF signal
       index_path='',  # precomputed: the X.index.json file
   ))
 
@@ -75,9 +73,6 @@ def validate_tokenize_config(tok) -> None:
   for field in ('levels', 'codes_per_level', 'head_levels', 'tail_levels'):
     if tok[field] < 1:
       raise ValueError(f'Invalid config.tokenize.{field}: must be >= 1.')
-  if tok.method == 'letter' and not tok.cf_run:
-    raise ValueError('Invalid config.tokenize.cf_run: letter needs the workdir of a SASRec run '
-                     'on the same dataset (e.g. runs/sasrec).')
   if tok.method == 'precomputed' and not tok.index_path:
     raise ValueError('Invalid config.tokenize.index_path: precomputed SIDs need the path of '
                      'an X.index.json file.')
@@ -87,18 +82,29 @@ def validate_tokenize_config(tok) -> None:
 
 
 def build_sids(tok, dataset: Dataset, embeddings: np.ndarray, seed: int,
-               workdir: str | None = None) -> SIDTable:
-  """The SID table for `dataset`, from the workdir cache when the same inputs made one."""
+               workdir: str | None = None, cf_embeddings: np.ndarray | None = None
+               ) -> SIDTable:
+  """The SID table for `dataset`, from the workdir cache when the same inputs made one.
+
+  cf_embeddings: [I, d] collaborative item vectors (another run's, see embed.cf_run), which
+  LETTER's tokenizer aligns with."""
   tok_key = tok.to_dict()
   if tok.method != 'skt':  # only SKT reads it: other methods keep their cached SIDs
     tok_key.pop('skt_anchor_space', None)
+  cf_key = ()
+  if tok.method == 'letter':
+    if cf_embeddings is None:
+      raise ValueError('tokenize.method=letter needs collaborative item vectors: set '
+                       'embed.cf_run to the workdir of a SASRec run on this dataset.')
+    cf_key = (cf_embeddings.shape, float(np.asarray(cf_embeddings, np.float64).sum()))
   key = fingerprint(tok_key, seed, embeddings.shape,
-                    float(np.asarray(embeddings, np.float64).sum()), dataset.is_head.tolist())
+                    float(np.asarray(embeddings, np.float64).sum()), dataset.is_head.tolist(),
+                    *cf_key)
   path = os.path.join(workdir, 'sids', f'{tok.method}-{key}.npz') if workdir else None
   if path and os.path.exists(path):
     logging.info('Loaded cached SIDs %s', path)
     return SIDTable.load(path, dataset.num_items)
-  table = _fit(tok, dataset, embeddings, jax.random.PRNGKey(seed))
+  table = _fit(tok, dataset, embeddings, jax.random.PRNGKey(seed), cf_embeddings)
   if path:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     table.save(path[:-4] + '.tmp.npz')
@@ -106,7 +112,8 @@ def build_sids(tok, dataset: Dataset, embeddings: np.ndarray, seed: int,
   return table
 
 
-def _fit(tok, dataset: Dataset, embeddings: np.ndarray, key: jax.Array) -> SIDTable:
+def _fit(tok, dataset: Dataset, embeddings: np.ndarray, key: jax.Array,
+         cf_embeddings: np.ndarray | None) -> SIDTable:
   x = reduce_dim(embeddings, tok.pca_dim)
   kmeans_args = dict(num_iters=tok.kmeans_iters, tol=tok.kmeans_tol,
                      normalize_residuals=tok.normalize_residuals)
@@ -129,7 +136,7 @@ def _fit(tok, dataset: Dataset, embeddings: np.ndarray, key: jax.Array) -> SIDTa
     codes, level_sizes = precomputed_codes(tok.index_path, dataset.item_ids)
     eos, info = np.zeros(len(codes), bool), {'index_path': tok.index_path}
   else:  # rqvae / letter, on the full embeddings (the encoder MLP reduces them)
-    codes, eos, level_sizes = _rqvae_codes(tok, dataset, embeddings, key)
+    codes, eos, level_sizes = _rqvae_codes(tok, embeddings, key, cf_embeddings)
     info = {}
   codes, dedup_size, collision_rate = add_dedup_level(codes, eos, tok.dedup)
   names = list(LEVEL_NAMES[:len(level_sizes)])
@@ -168,21 +175,18 @@ def precomputed_codes(path: str, item_ids: np.ndarray) -> tuple[np.ndarray, list
   return codes, [int(codes[:, level].max()) + 1 for level in range(codes.shape[1])]
 
 
-def _rqvae_codes(tok, dataset, embeddings, key):
+def _rqvae_codes(tok, embeddings, key, cf):
   config = tok.rqvae.copy_and_resolve_references()
   size = min(tok.codes_per_level, len(embeddings))
   last_epsilon = config.sinkhorn_epsilons[-1]  # Sinkhorn on the last level only (LC-Rec)
   config.update(num_levels=tok.levels, codes_per_level=size,
                 sinkhorn_epsilons=(0.0,) * (tok.levels - 1) + (last_epsilon,),
                 letter_num_clusters=min(config.letter_num_clusters, size))
-  cf = None
-  if tok.method == 'letter':
-    if not tok.cf_run:
-      raise ValueError('tokenize.method=letter needs tokenize.cf_run: the workdir of a SASRec '
-                       'run on this dataset (its item embeddings are the CF signal).')
+  if tok.method != 'letter':
+    cf = None
+  else:
     if config.letter_alpha <= 0:
       config.letter_alpha, config.letter_beta = 0.01, 1e-4  # LETTER's script defaults
-    cf = item_embeddings_from_run(tok.cf_run, dataset)
     if cf.shape[1] != config.latent_dim:  # LETTER uses 32-d SASRec vectors; else PCA
       cf = reduce_dim(cf, config.latent_dim)
   result = rqvae.train_rqvae(embeddings, config, key, cf_embeddings=cf)

@@ -46,14 +46,13 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None):
   if tc.batch_size % (process_count * mesh.shape['data'] * mesh.shape['fsdp']):
     raise ValueError(f'config.train.batch_size={tc.batch_size} must divide over '
                      f'{process_count} processes and the data x fsdp mesh axes.')
-  dataset = getattr(method, 'train_dataset', dataset)  # e.g. augmented training sequences
+  dataset = method.train_dataset or dataset  # e.g. augmented training sequences
   num_examples = pipeline.num_train_examples(dataset, tc.example_kind, tc.targets_per_chunk)
   steps_per_epoch = max(num_examples // tc.batch_size, 1)
   num_steps = tc.num_steps or tc.num_epochs * steps_per_epoch
   eval_every = tc.eval_every or steps_per_epoch
   checkpoint_every = tc.checkpoint_every or eval_every
-  tx, schedule = state_lib.make_optimizer(tc, num_steps,
-                                          getattr(method, 'restrict_optimizer', None))
+  tx, schedule = state_lib.make_optimizer(tc, num_steps, method.restrict_optimizer)
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   state, shardings = state_lib.create_sharded_state(method.init, tx, mesh, rules, init_rng)
   _say(f'Training {config.name}: {num_steps} steps ({steps_per_epoch} per epoch), '
@@ -63,8 +62,7 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None):
   batches = pipeline.train_iterator(
       dataset, batch_size=tc.batch_size // process_count, seed=config.seed,
       process_index=process_index, process_count=process_count, kind=tc.example_kind,
-      targets_per_chunk=tc.targets_per_chunk,
-      transform=getattr(method, 'prepare_batch', None))
+      targets_per_chunk=tc.targets_per_chunk)
   batch_sharding = sharding_lib.batch_sharding(mesh, rules)
 
   # --------------------------------------------------------------------------- restore --
