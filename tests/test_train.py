@@ -15,6 +15,7 @@ import pytest
 
 from genrec_jax import config as config_lib
 from genrec_jax import methods
+from genrec_jax import run
 from genrec_jax.data import dataset as dataset_lib
 from genrec_jax.data import synthetic
 from genrec_jax.train import loop
@@ -45,16 +46,7 @@ def _run(workdir, num_steps, **popen):
 
 
 def _best_params(workdir):
-  config = config_lib.base_config('sasrec', 'synthetic')
-  config.model.update(hidden=16, num_layers=1)
-  from genrec_jax.methods import sasrec  # pylint: disable=g-import-not-at-top
-  method = sasrec.SASRec(config, num_items=_num_items(workdir))
-  return loop.load_best_params(config, method, str(workdir))
-
-
-def _num_items(workdir):
-  with open(os.path.join(workdir, 'results.json')) as f:
-    return json.load(f)['statistics']['items']
+  return run.load_run(str(workdir)).params
 
 
 def _last_logged_step(workdir):

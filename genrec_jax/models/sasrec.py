@@ -48,9 +48,13 @@ class SASRec(nn.Module):
       x = block(x, mask, train) * valid[..., None]
     return self.final_norm(x)
 
+  def item_table(self) -> jax.Array:
+    """[I, H] the (input and output) vectors of the real items."""
+    return self.item_embedding.embedding[:self.num_items]
+
   def item_scores(self, states: jax.Array) -> jax.Array:
     """states [..., H] -> scores [..., I] against every real item."""
-    return states @ self.item_embedding.embedding[:self.num_items].T
+    return states @ self.item_table().T
 
   def __call__(self, history: jax.Array, train: bool = False) -> jax.Array:
     """Scores [B, I] of the next item after each (left-padded) history."""
