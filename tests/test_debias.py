@@ -69,10 +69,10 @@ def test_group_weights_fully_by_hand():
   np.testing.assert_allclose(ifairlrs.group_weights(ds, 2), [2.0, 0.0])
 
 
-class _FixedTopk:
-  trainable = True
+class _FixedBeam:
+  """A method whose beam is always the same 5 candidates."""
 
-  def predict_topk(self, params, batch, k):
+  def beam_topk(self, params, batch, k):
     del params, batch
     items = jnp.array([[4, 2, 7, 1, -1]])
     scores = jnp.array([[-1.0, -1.2, -1.5, -3.0, -1e30]])
@@ -82,29 +82,28 @@ class _FixedTopk:
 def test_reranking_applies_the_stated_penalty():
   counts = np.zeros(8)
   counts[[4, 2, 7, 1]] = [100, 10, 0, 0]
-  method = ifairlrs.Reranked(_FixedTopk(), counts, rr_lambda=0.2, candidates=5)
-  items, scores = method.predict_topk(None, {}, 3)
+  scorer = ifairlrs.RerankedBeam(counts, rr_lambda=0.2, candidates=5)
+  method = _FixedBeam()
+  items, scores = scorer.topk(method, None, {}, 3)
   # s' = s − 0.2·log(1 + c): 4: −1 − 0.92 = −1.92; 2: −1.2 − 0.48 = −1.68; 7: −1.5; 1: −3.
   assert items.tolist() == [[7, 2, 4]]
   np.testing.assert_allclose(scores[0], [-1.5, -1.2 - 0.2 * np.log(11),
                                          -1.0 - 0.2 * np.log(101)], rtol=1e-6)
-  assert method.trainable  # everything else is the wrapped method's
   # λ is an argument of the jitted re-ranking, so changing it takes effect.
-  method.rr_lambda = 0.0
-  assert method.predict_topk(None, {}, 3)[0].tolist() == [[4, 2, 7]]
-  method.rr_lambda = 1.0  # 4: −1 − 4.62; 2: −1.2 − 2.40 = −3.60; 7: −1.5; 1: −3
-  assert method.predict_topk(None, {}, 4)[0].tolist() == [[7, 1, 2, 4]]
+  scorer.rr_lambda = 0.0
+  assert scorer.topk(method, None, {}, 3)[0].tolist() == [[4, 2, 7]]
+  scorer.rr_lambda = 1.0  # 4: −1 − 4.62; 2: −1.2 − 2.40 = −3.60; 7: −1.5; 1: −3
+  assert scorer.topk(method, None, {}, 4)[0].tolist() == [[7, 1, 2, 4]]
 
 
 class _Beam:
   """A beam of `beam_size` items per user; asking for more than the beam is an error."""
-  trainable = True
   beam_size = 4
 
   def __init__(self, items, scores):
     self.items, self.scores = jnp.asarray(items), jnp.asarray(scores)
 
-  def predict_topk(self, params, batch, k):
+  def beam_topk(self, params, batch, k):
     del params
     assert k <= self.beam_size, 'the re-ranking must not widen the beam'
     n = len(batch['user'])
@@ -122,18 +121,19 @@ def test_rr_reranks_the_table_beam_and_picks_lambda_on_valid():
   # Beam of every user: a (−1.0), b (−1.1), x (−1.5), c (−2.0); only a penalty lifts x.
   beam = [[idx['a'], idx['b'], idx['x'], idx['c']]]
   scores = [[-1.0, -1.1, -1.5, -2.0]]
-  method = ifairlrs.Reranked(_Beam(beam, scores), counts, rr_lambda=0.0, candidates=4)
+  scorer = ifairlrs.RerankedBeam(counts, rr_lambda=0.0, candidates=4,
+                                 lambda_grid=(1.0, 0.0, 0.25, 2.0), select_metric='ndcg@1')
+  method = _Beam(beam, scores)
   eval_config = config_lib.base_config('ifairlrs', 'synthetic').eval
   eval_config.ks = (1, 2, 4)
   eval_config.batch_size = 2
   # λ = 0: x third (ndcg@1 0). λ = 0.25: a −1 − .25·log 4 = −1.35, b −1.1 − .25·log 3 =
   # −1.37, x −1.5: x third. λ = 1: x −1.5, b −2.20, a −2.39, c −3.10: x first (ndcg@1 1).
-  selection = method.select_rr_lambda(None, ds, eval_config, (1.0, 0.0, 0.25, 2.0),
-                                      'ndcg@1')
+  selection = scorer.select_rr_lambda(method, None, ds, eval_config)
   assert selection['valid_by_lambda'] == {'0.0': 0.0, '0.25': 0.0, '1.0': 1.0, '2.0': 1.0}
-  assert selection['rr_lambda'] == 1.0 and method.rr_lambda == 1.0  # ties: smaller λ
+  assert selection['rr_lambda'] == 1.0 and scorer.rr_lambda == 1.0  # ties: smaller λ
   assert selection['valid_metrics']['ndcg@1'] == 1.0
-  items, _ = method.predict_topk(None, {'user': np.arange(3)}, 4)
+  items, _ = scorer.topk(method, None, {'user': np.arange(3)}, 4)
   assert items[0].tolist() == [idx['x'], idx['b'], idx['a'], idx['c']]
 
 
