@@ -23,13 +23,15 @@ INSTALL_REQUIRES = [
     'matplotlib==3.11.2',
     'tqdm==4.70.1',
     'tensorboardX==2.6.4',
+    'gguf==0.19.0',  # reads GGUF checkpoints (SmolLM2), numpy only
+    'bm25s==0.3.16',  # GENPLUGIN's context retrieval
 ]
 
 setup(
     name='genrec_jax',
     version='0.1.0',
     description=__doc__,
-    packages=find_packages(include=['genrec_jax', 'genrec_jax.*']),
+    packages=find_packages(include=['genrec_jax', 'genrec_jax.*', 'configs']),
     python_requires='>=3.11',
     install_requires=INSTALL_REQUIRES,
     extras_require={'dev': ['pytest==9.0.3']},

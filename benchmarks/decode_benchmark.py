@@ -70,6 +70,7 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-posi
 from genrec_jax.decode.beam_search import beam_search  # pylint: disable=wrong-import-position
 from genrec_jax.models import hf_loading  # pylint: disable=wrong-import-position
 from genrec_jax.models import transformer  # pylint: disable=wrong-import-position
+from genrec_jax.models.transformer_config import TransformerConfig  # pylint: disable=wrong-import-position
 from genrec_jax.tokenize.trie import build_trie  # pylint: disable=wrong-import-position
 
 SID_LEN = 4  # tokens per semantic ID
@@ -312,7 +313,7 @@ class HFProfile:
             'decode': self.decode / calls, 'processor': self.processor / calls}
 
 
-def cache_probe(config: transformer.TransformerConfig, params: Any, rows: int,
+def cache_probe(config: TransformerConfig, params: Any, rows: int,
                 prompt_len: int, reps: int) -> list[dict[str, float]]:
   """Times one decode_step and one beam reorder (row gather) for two cache sizes.
 

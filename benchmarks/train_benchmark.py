@@ -61,11 +61,11 @@ import jax.numpy as jnp
 
 from genrec_jax import config as config_lib
 from genrec_jax.data import pipeline
+from genrec_jax.losses import target_log_probs
 from genrec_jax.data.load import load_dataset
 from genrec_jax.embed.cache import item_embeddings
 from genrec_jax import methods
 from genrec_jax.methods import lcrec
-from genrec_jax.methods.sid_tokens import sequence_log_probs
 from genrec_jax.methods.sid_tokens import stream
 from genrec_jax.models import attention
 from genrec_jax.tokenize.build import build_sids
@@ -298,7 +298,7 @@ def breakdown(args, config, dataset, sids) -> list[dict]:
 
   def head_loss(p, hidden):
     logits = model.apply({'params': p}, hidden, method=model.logits)
-    return -jnp.sum(sequence_log_probs(logits[:, :-1], tokens[:, 1:]))
+    return -jnp.sum(target_log_probs(logits[:, :-1], tokens[:, 1:]))
 
   # The core of attention.py (scores, mask, softmax, weighted values) at this batch's shapes.
   size, length = tokens.shape

@@ -4,12 +4,12 @@ on the LC-Rec backbone: head items replaced by their most similar tail item with
   python -m genrec_jax.main --config=configs/augment_ins.py:cpu_augment --workdir=runs/aug
 """
 
-from genrec_jax import config as config_lib
+from configs import common
 
 
 def get_config(variant: str = 'cpu_augment'):
   variant, _, mode = variant.partition('_')
-  config = config_lib.table_config('augment', variant, llm_backbone=True)
+  config = common.table_config('augment', variant, llm_backbone=True)
   config.augment.update(mode=mode or 'augment', p=0.375)
   config.tokenize.update(method='rqvae', levels=4)  # LC-Rec's tokenizer (configs/lcrec_ins.py)
   config.name = 'Augmentation' if config.augment.mode == 'augment' else 'Substitution'

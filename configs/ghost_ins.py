@@ -12,7 +12,7 @@ are LC-Rec-backbone rows (configs/lcrec_ins.py, `:cpu_rqk4` and `:cpu_rqk6`); th
 itself uses LC-Rec's RQ-VAE tokenizer.
 """
 
-from genrec_jax import config as config_lib
+from configs import common
 
 ABLATIONS = ('', 'noauo', 'noskt', 'rqk46')
 
@@ -21,7 +21,7 @@ def get_config(variant: str = 'cpu'):
   variant, _, ablation = variant.partition('_')
   if ablation not in ABLATIONS:
     raise ValueError(f'unknown ablation {ablation!r}; use one of {ABLATIONS[1:]}')
-  config = config_lib.table_config('ghost', variant, llm_backbone=True)
+  config = common.table_config('ghost', variant, llm_backbone=True)
   config.ghost.update(auo=True, alpha=0.1, k_a=200, k_b=5)
   config.tokenize.update(method='skt', head_levels=3, tail_levels=2)
   config.name = 'Ghost'

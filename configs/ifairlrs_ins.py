@@ -11,12 +11,12 @@ and applied to test; results.json records it under 'ifairlrs_rr'.
   python -m genrec_jax.main --config=configs/ifairlrs_ins.py:cpu_rw --workdir=runs/ifair_rw
 """
 
-from genrec_jax import config as config_lib
+from configs import common
 
 
 def get_config(variant: str = 'cpu_rw'):
   variant, _, mode = variant.partition('_')
-  config = config_lib.table_config('ifairlrs', variant, llm_backbone=True)
+  config = common.table_config('ifairlrs', variant, llm_backbone=True)
   config.ifairlrs.mode = mode or 'rw'
   config.tokenize.update(method='rqvae', levels=4)  # LC-Rec's tokenizer (configs/lcrec_ins.py)
   config.name = f'IFairLRS-{config.ifairlrs.mode.upper()}'

@@ -18,12 +18,12 @@ optimizer updates of whole-sequence training at batch 32); `_alltasks` the promp
 item2index, index2item and fusionseqrec on the item titles.
 """
 
-from genrec_jax import config as config_lib
+from configs import common
 
 
 def get_config(variant: str = 'cpu'):
   variant, *ablations = variant.split('_')
-  config = config_lib.table_config('lcrec', variant, llm_backbone=True)
+  config = common.table_config('lcrec', variant, llm_backbone=True)
   config.tokenize.update(method='rqvae', levels=4)  # Sinkhorn last level: rqvae's default
   names = []
   for ablation in ablations:

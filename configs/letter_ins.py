@@ -12,14 +12,14 @@ papers' Instruments data) the SIDs are LETTER's own, read from Instruments.index
 
 import os
 
-from genrec_jax import config as config_lib
+from configs import common
 from genrec_jax.methods import letter
 
 
 def get_config(variant: str = 'cpu'):
   variant, _, backbone = variant.partition('_')
   backbone = backbone or 'lcrec'
-  config = config_lib.table_config('letter', variant, letter.default_config(backbone),
+  config = common.table_config('letter', variant, letter.default_config(backbone),
                                    llm_backbone=backbone == 'lcrec')
   config.name = f'LETTER ({backbone})'
   config.embed.cf_run = 'runs/sasrec'

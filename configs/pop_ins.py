@@ -6,10 +6,10 @@ Variants: cpu (MovieLens-100k; the same run as configs/pop_ml100k.py), ins (the 
 Amazon Instruments data, LC-Rec format), paper (Amazon 2018 Instruments raw files), smoke.
 """
 
-from genrec_jax import config as config_lib
+from configs import common
 
 
 def get_config(variant: str = 'ins'):
-  config = config_lib.table_config('pop', variant)
+  config = common.table_config('pop', variant)
   config.name = 'Pop'
   return config

@@ -5,11 +5,11 @@ r"""SASRec: the collaborative model LETTER aligns to (hidden 32 = LETTER's laten
 Variants: cpu (MovieLens-100k), paper (Amazon Instruments), smoke.
 """
 
-from genrec_jax import config as config_lib
+from configs import common
 
 
 def get_config(variant: str = 'cpu'):
-  config = config_lib.table_config('sasrec', variant)
+  config = common.table_config('sasrec', variant)
   config.name = 'SASRec'
   config.model.update(hidden=32, num_layers=2, num_heads=1, dropout=0.2)
   if variant != 'smoke':

@@ -13,11 +13,11 @@ smaller (2+2 layers, 4 heads of 32, d_ff 512, batch 64) and sees each target onc
 531 s here) where the decoder-only rows see it three times.
 """
 
-from genrec_jax import config as config_lib
+from configs import common
 
 
 def get_config(variant: str = 'cpu'):
-  config = config_lib.table_config('tiger', variant)
+  config = common.table_config('tiger', variant)
   config.name = 'TIGER'
   if variant == 'cpu':
     config.model.update(num_heads=4, head_dim=32, d_ff=512, num_encoder_layers=2,

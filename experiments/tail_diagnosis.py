@@ -21,10 +21,10 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from genrec_jax import losses  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax import run  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.data.pipeline import eval_batches  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.methods.sid_tokens import item_tokens_of  # pylint: disable=g-import-not-at-top,wrong-import-position
-from genrec_jax.methods.sid_tokens import sequence_log_probs  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def target_log_probs(workdir: str, split: str = 'test', k: int = 10):
@@ -37,7 +37,7 @@ def target_log_probs(workdir: str, split: str = 'test', k: int = 10):
     prompt = method.prompt_tokens(history)
     tokens = item_tokens_of(method.item_tokens, targets[:, None])  # [B, 1, L]
     logits = method.backbone.continuation_logits(params, prompt, tokens[..., :-1], None)
-    return sequence_log_probs(logits, tokens)[:, 0], tokens[:, 0] >= 0  # [B, L] twice
+    return losses.target_log_probs(logits, tokens)[:, 0], tokens[:, 0] >= 0  # [B, L] twice
 
   rows = {'log_p': [], 'bar': [], 'hit': []}
   for batch, n in eval_batches(dataset, split, config.eval.batch_size, mask_history=False):

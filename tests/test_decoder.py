@@ -23,6 +23,7 @@ import transformers
 
 from genrec_jax.models import hf_loading
 from genrec_jax.models import transformer
+from genrec_jax.models.transformer_config import TransformerConfig
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -412,11 +413,11 @@ def test_unsupported_configs_raise_clear_errors(tmp_path):
                                            original_max_position_embeddings=32))
   transformers.Qwen3Config(**yarn).save_pretrained(tmp_path)
   with pytest.raises(ValueError, match="RoPE scaling type 'yarn' is not supported"):
-    transformer.TransformerConfig.from_hf(tmp_path)
+    TransformerConfig.from_hf(tmp_path)
   with pytest.raises(ValueError, match="model_type 'mistral' is not supported"):
-    transformer.TransformerConfig.from_hf(dict(model_type='mistral', vocab_size=8))
+    TransformerConfig.from_hf(dict(model_type='mistral', vocab_size=8))
   with pytest.raises(FileNotFoundError, match='No config.json'):
-    transformer.TransformerConfig.from_hf(tmp_path / 'nowhere')
+    TransformerConfig.from_hf(tmp_path / 'nowhere')
 
 
 # ---------------------------------------------------------------------------

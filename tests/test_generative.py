@@ -14,6 +14,7 @@ from genrec_jax.methods.generative import GenerativeRecommender
 from genrec_jax.methods.loss_terms import AUO
 from genrec_jax.methods.loss_terms import NLL
 from genrec_jax.models import transformer as transformer_lib
+from genrec_jax.models.transformer_config import TransformerConfig
 from genrec_jax.tokenize.sid_table import SIDTable
 
 
@@ -44,7 +45,7 @@ def _skt_sids(num_items):
 
 
 def _method(sids, num_items, max_history, beam_size=5, **parts):
-  config = transformer_lib.TransformerConfig(
+  config = TransformerConfig(
       vocab_size=sids.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
       num_attention_heads=4, num_key_value_heads=2, model_type='qwen2', attention_bias=True,
       tie_word_embeddings=True)

@@ -15,6 +15,7 @@ from genrec_jax.methods.loss_terms import NLL
 from genrec_jax.methods.loss_terms import auo_token_mask
 from genrec_jax.methods.ghost import undesired_collection
 from genrec_jax.models import transformer as transformer_lib
+from genrec_jax.models.transformer_config import TransformerConfig
 from genrec_jax.tokenize.sid_table import SIDTable
 
 # Items 0..3, 2-token SIDs over tokens a0 a1 (level a) and b0 b1 (level b): vocabulary 4.
@@ -113,7 +114,7 @@ def test_sequence_auo_with_shared_prefix_distractors_equals_per_prefix():
   own = np.arange(num_items) - 1 + (np.arange(num_items) % 2 == 0)
   other = (own + 8) % (num_items - num_items % 2)
   distractors = np.stack([np.maximum(own, 0), other - other % 2], 1)
-  config = transformer_lib.TransformerConfig(
+  config = TransformerConfig(
       vocab_size=sids.vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
       num_attention_heads=2, model_type='llama', tie_word_embeddings=True)
   method = GenerativeRecommender(
@@ -146,7 +147,7 @@ def test_sequence_auo_with_shared_prefix_distractors_equals_per_prefix():
 def test_auo_gradient_lowers_head_distractors_and_raises_the_tail_target():
   sids = SIDTable(codes=np.array([[i // 4, i % 4] for i in range(16)], np.int32),
                   level_sizes=(4, 4), ends_with_eos=np.zeros(16, bool), level_names=('a', 'b'))
-  config = transformer_lib.TransformerConfig(
+  config = TransformerConfig(
       vocab_size=8, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
       num_attention_heads=2, model_type='llama', tie_word_embeddings=True)
   is_tail = np.arange(16) >= 8

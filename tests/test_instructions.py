@@ -13,6 +13,7 @@ from genrec_jax.methods import instructions as instructions_lib
 from genrec_jax.methods.generative import GenerativeRecommender
 from genrec_jax.methods.sid_tokens import global_item_tokens
 from genrec_jax.models import transformer as transformer_lib
+from genrec_jax.models.transformer_config import TransformerConfig
 from genrec_jax.tokenize.sid_table import SIDTable
 
 TITLES = ['Fender Guitar Strings', 'Yamaha Keyboard Stand', 'Shure Microphone', 'Capo',
@@ -137,7 +138,7 @@ def test_multitask_loss_equals_brute_force_teacher_forcing():
   one causal pass over the prompt followed by its response."""
   sids = _sids()
   tokenizer, _, base = _with_sid_tokens(_byte_bpe(), sids)
-  config = transformer_lib.TransformerConfig(
+  config = TransformerConfig(
       vocab_size=tokenizer.get_vocab_size(), hidden_size=32, intermediate_size=64,
       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, model_type='qwen2',
       attention_bias=True, tie_word_embeddings=True)

@@ -36,13 +36,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from genrec_jax.decode.beam_search import beam_search
+from genrec_jax.losses import target_log_probs
 from genrec_jax.methods import Method
 from genrec_jax.methods.loss_terms import NLL
 from genrec_jax.methods.loss_terms import TargetOutputs
 from genrec_jax.methods.sid_tokens import global_item_tokens
 from genrec_jax.methods.sid_tokens import history_tokens
 from genrec_jax.methods.sid_tokens import item_tokens_of
-from genrec_jax.methods.sid_tokens import sequence_log_probs
 from genrec_jax.methods.sid_tokens import stream
 from genrec_jax.tokenize.sid_table import SIDTable
 from genrec_jax.tokenize.trie import build_trie
@@ -124,7 +124,7 @@ class GenerativeRecommender(Method):
     total, count = loss * out.nll.shape[0], out.nll.shape[0]
     for task, prompts, responses in self.instructions.auxiliary_examples(batch, rng_items):
       logits = self.backbone.continuation_logits(params, prompts, responses[:, None, :-1], rng)
-      task_nll = -sequence_log_probs(logits, responses[:, None]).sum((1, 2))
+      task_nll = -target_log_probs(logits, responses[:, None]).sum((1, 2))
       total, count = total + task_nll.sum(), count + task_nll.shape[0]
       metrics[f'nll/{task}'] = task_nll.mean()
     return total / count, metrics
@@ -163,7 +163,7 @@ class GenerativeRecommender(Method):
       labels = jnp.concatenate([labels, branch_tokens], axis=1)
     # logits[:, r, i] is the distribution of token i of continuation r.
     logits = self.backbone.continuation_logits(params, hist, labels[..., :-1], rng)
-    log_probs = sequence_log_probs(logits, labels)  # [B, R, L]
+    log_probs = target_log_probs(logits, labels)  # [B, R, L]
     out = TargetOutputs(items=targets, counted=jnp.ones(targets.shape, bool),
                         nll=-log_probs[:, 0].sum(-1))
     if self.branching is not None:
@@ -207,7 +207,7 @@ class GenerativeRecommender(Method):
     else:
       stream_logits = self.backbone.sequence_logits(params, tokens, tokens >= 0, rng)
     labels = jnp.where(token_target[:, 1:], tokens[:, 1:], -1)  # token q+1 from query q
-    token_nll = -sequence_log_probs(stream_logits[:, :-1], labels)  # [B, T-1]
+    token_nll = -target_log_probs(stream_logits[:, :-1], labels)  # [B, T-1]
     owner = jnp.where(labels >= 0, token_item[:, 1:], width)  # item of each loss token
     nll = jax.vmap(lambda v, o: jnp.zeros(width + 1).at[o].add(v))(token_nll, owner)[:, :-1]
     out = TargetOutputs(items=items, counted=is_target & (items >= 0), nll=nll)
@@ -216,9 +216,9 @@ class GenerativeRecommender(Method):
     # Token 0 of every branch: the distribution at the token before its target's start.
     before = jnp.take_along_axis(stream_logits, jnp.maximum(slot_starts - 1, 0)[..., None],
                                  axis=1)  # [B, S, V]
-    first = sequence_log_probs(before[:, :, None, :], branches[..., 0])  # [B, S, K]
+    first = target_log_probs(before[:, :, None, :], branches[..., 0])  # [B, S, K]
     rest_logits = branch_logits.reshape(batch_size, num_slots, num_k, length - 1, -1)
-    rest = sequence_log_probs(rest_logits, branches[..., 1:])  # [B, S, K, L-1]
+    rest = target_log_probs(rest_logits, branches[..., 1:])  # [B, S, K, L-1]
     out.branch_targets, out.branch_tokens, out.branch_active = slot_items, branches, slot_active
     out.branch_log_probs = jnp.concatenate([first[..., None], rest], axis=-1)
     out.to_targets = lambda rows: jax.vmap(lambda v, i: jnp.zeros(width).at[i].add(v))(rows,
@@ -255,4 +255,4 @@ class GenerativeRecommender(Method):
     hist = self.prompt_tokens(batch['history'])
     candidates = item_tokens_of(self.item_tokens, items)  # [B, C, L]
     logits = self.backbone.continuation_logits(params, hist, candidates[..., :-1], None)
-    return sequence_log_probs(logits, candidates).sum(-1)
+    return target_log_probs(logits, candidates).sum(-1)

@@ -26,6 +26,7 @@ from genrec_jax.methods.generative import GenerativeRecommender
 from genrec_jax.methods.sid_tokens import global_item_tokens
 from genrec_jax.models import hf_loading
 from genrec_jax.models import transformer as transformer_lib
+from genrec_jax.models.transformer_config import TransformerConfig
 
 SPEC = MethodSpec(family='generative', needs=('sids',))
 
@@ -93,7 +94,7 @@ def decoder_backbone(config, sids, seed: int):
     return backbones.DecoderBackbone(model, init_params=params), base, restrict, encode
   encode, base = text_encoder(config) if use_text else (None, 0)
   vocab = -(-(base + sids.vocab_size) // 128) * 128  # rows padded so the table shards evenly
-  model_config = transformer_lib.TransformerConfig(
+  model_config = TransformerConfig(
       vocab_size=vocab, hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
       num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads,
       num_key_value_heads=m.num_kv_heads, rope_theta=m.rope_theta, tie_word_embeddings=True,

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genrec_jax.losses import unlikelihood
+
 
 @dataclasses.dataclass
 class TargetOutputs:
@@ -54,12 +56,6 @@ class NLL:
     weights = (jnp.ones_like(out.nll) if self.weight_of is None
                else self.weight_of(jnp.maximum(out.items, 0)))
     return weights * out.nll, {'nll': out.nll}
-
-
-def unlikelihood(log_probs: jax.Array, valid: jax.Array) -> jax.Array:
-  """−log(1 − p) of each valid entry of log_probs (0 elsewhere)."""
-  p = jnp.minimum(jnp.exp(log_probs), 1.0 - 1e-6)
-  return jnp.where(valid, -jnp.log1p(-p), 0.0)
 
 
 def auo_token_mask(item_tokens: np.ndarray, distractors: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genrec_jax.decode.item_topk import topk_items
+from genrec_jax.losses import target_log_probs
 from genrec_jax.methods import Method
 
 
@@ -40,9 +41,7 @@ class ItemCrossEntropy:
     self.weight = weight
 
   def __call__(self, out: SequentialOutputs):
-    log_probs = jax.nn.log_softmax(out.scores.astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(log_probs, out.targets[:, None], axis=-1)[:, 0]
-    return nll, {}
+    return -target_log_probs(out.scores, out.targets), {}
 
 
 class SequentialRecommender(Method):

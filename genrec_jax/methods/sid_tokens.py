@@ -42,10 +42,3 @@ def stream(item_tokens: jax.Array, items: jax.Array, *per_item: jax.Array):
   tokens = tokens.reshape(batch, -1)
   order = jnp.argsort(tokens < 0, axis=1, stable=True)  # padding to the right
   return tuple(jnp.take_along_axis(x, order, axis=1) for x in (tokens, *spread))
-
-
-def sequence_log_probs(logits: jax.Array, tokens: jax.Array) -> jax.Array:
-  """log P(tokens) under logits [..., V] (full-vocabulary softmax); tokens -1 give 0."""
-  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  picked = jnp.take_along_axis(log_probs, jnp.maximum(tokens, 0)[..., None], axis=-1)[..., 0]
-  return jnp.where(tokens >= 0, picked, 0.0)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genrec_jax.models import transformer
+from genrec_jax.models.transformer_config import TransformerConfig
 
 
 class CheckpointError(ValueError):
@@ -91,11 +92,11 @@ _TOKENIZER_FILES = ('tokenizer.json', 'tokenizer_config.json', 'tokenizer.model'
 
 class Checkpoint(NamedTuple):
   params: Any  # the inner 'params' dict of transformer.Transformer
-  config: transformer.TransformerConfig
+  config: TransformerConfig
   tokenizer: Any  # a transformers tokenizer, or None when the directory has none
 
 
-def expected_weights(config: transformer.TransformerConfig
+def expected_weights(config: TransformerConfig
                      ) -> dict[str, tuple[str, Transform, tuple[int, ...]]]:
   """{HF name: (Flax path, transform, Flax shape)} for every param the model has."""
   shapes = traverse_util.flatten_dict(
@@ -126,7 +127,7 @@ def load_checkpoint(directory: str | os.PathLike, *, load_tokenizer: bool = True
     CheckpointError: naming every missing, unexpected or mis-shaped weight, its file and fix.
   """
   directory = os.fspath(directory)
-  config = transformer.TransformerConfig.from_hf(directory, **config_overrides)
+  config = TransformerConfig.from_hf(directory, **config_overrides)
   params = load_weights(directory, config)
   tokenizer = None
   if load_tokenizer and any(os.path.exists(os.path.join(directory, name))
@@ -136,7 +137,7 @@ def load_checkpoint(directory: str | os.PathLike, *, load_tokenizer: bool = True
   return Checkpoint(params, config, tokenizer)
 
 
-def load_weights(directory: str | os.PathLike, config: transformer.TransformerConfig) -> Any:
+def load_weights(directory: str | os.PathLike, config: TransformerConfig) -> Any:
   """The params pytree from the safetensors file(s) in `directory`, checked against config."""
   import safetensors  # pylint: disable=g-import-not-at-top
   files = _weight_files(os.fspath(directory))
@@ -232,9 +233,9 @@ VOCAB_LABEL = 'vocab'  # the embedding matrix and the untied LM head kernel
 BACKBONE_LABEL = 'backbone'  # everything else
 
 
-def extend_vocab(params: Any, config: transformer.TransformerConfig, num_new_tokens: int,
+def extend_vocab(params: Any, config: TransformerConfig, num_new_tokens: int,
                  key: jax.Array, init: str = 'mean', noise_scale: float = 0.1,
-                 first_new_id: int | None = None) -> tuple[Any, transformer.TransformerConfig]:
+                 first_new_id: int | None = None) -> tuple[Any, TransformerConfig]:
   """Adds `num_new_tokens` rows (ids first_new_id ...) to the embedding and untied LM head.
 
   New token ids are first_new_id .. first_new_id + num_new_tokens - 1. By default

@@ -1,0 +1,58 @@
+"""Settings shared by the config files: the comparison-table rows (Ghost's Tables I and II).
+
+A config file imports this module (`from configs import common`) and changes only what its
+row changes, so every row of a table runs under one protocol and one training budget.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from genrec_jax.config import base_config
+
+# The Ghost comparison table (Tables I and II): every row shares these settings, so the
+# rows differ only in what each method changes. Variants: 'cpu' sizes a run on
+# MovieLens-100k for this kind of machine (minutes each); 'paper' is the papers' setting on
+# Amazon Instruments (Qwen2.5-3B from a local Hugging Face directory, lr 3e-5, 4 epochs,
+# 256 codes per level); 'ins' sizes a run for this machine on the papers' own Instruments data
+# (LC-Rec format, no item text: text-free co-occurrence embeddings scaled to unit length, a
+# deviation from the papers); 'smoke' is a few steps for tests.
+TABLE_VARIANTS = ('cpu', 'ins', 'paper', 'smoke')
+QWEN25_3B_DIR = 'checkpoints/Qwen2.5-3B'  # a local copy of Qwen/Qwen2.5-3B (not downloaded)
+
+
+def table_config(method: str, variant: str,
+                 method_defaults: ml_collections.ConfigDict | None = None,
+                 llm_backbone: bool = False) -> ml_collections.ConfigDict:
+  """base_config + the shared settings of the comparison-table rows for `variant`.
+  llm_backbone: the row runs on LC-Rec's decoder (its `paper` variant loads the LLM and
+  LC-Rec's seqrec prompt)."""
+  if variant not in TABLE_VARIANTS:
+    raise ValueError(f'unknown variant {variant!r}; use one of {TABLE_VARIANTS}')
+  dataset = {'paper': 'amazon2018-instruments', 'ins': 'instruments-lcrec'}.get(variant,
+                                                                            'ml-100k')
+  config = base_config(method, dataset, method_defaults)
+  if variant == 'paper':
+    config.tokenize.update(codes_per_level=256, pca_dim=32)
+    config.train.update(batch_size=128, num_epochs=4, lr=3e-5, warmup_steps=100,
+                        early_stop_patience=0)
+    if llm_backbone:  # the LLM, with LC-Rec's seqrec prompt (Instruments has no item text)
+      config.model.hf_dir = QWEN25_3B_DIR
+      config.instructions.tasks = ('seqrec',)
+      config.train.example_kind = 'prefix'
+    return config
+  config.tokenize.update(codes_per_level=32, pca_dim=32)
+  config.train.update(batch_size=32, lr=1e-3, warmup_steps=50, weight_decay=0.01,
+                      log_every=20, early_stop_metric='ndcg@10', early_stop_patience=0)
+  if variant == 'cpu':  # whole-sequence rows: ~105 steps of 32 chunks per epoch
+    config.train.update(num_steps=0, num_epochs=3, eval_every=0)
+  elif variant == 'ins':  # sequences of 8 items on average: 8 targets per chunk pad least
+    config.embed.update(source='cooccurrence', cooccurrence_dim=64, unit_norm=True)
+    config.tokenize.update(codes_per_level=256, pca_dim=32)
+    config.train.update(num_steps=0, num_epochs=2, eval_every=0, targets_per_chunk=8)
+  else:  # smoke
+    config.data.update(source='synthetic', name='synthetic')
+    config.train.update(num_steps=4, eval_every=4, log_every=2, batch_size=16)
+    config.tokenize.update(codes_per_level=8, pca_dim=16)
+    config.tokenize.rqvae.update(epochs=2)
+  return config
