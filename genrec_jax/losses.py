@@ -6,6 +6,8 @@ terms (methods/loss_terms.py, methods/sequential.py) are built from these.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -23,3 +25,104 @@ def unlikelihood(log_probs: jax.Array, valid: jax.Array) -> jax.Array:
   so a certain token costs a large finite amount, never inf."""
   p = jnp.minimum(jnp.exp(log_probs), 1.0 - 1e-6)
   return jnp.where(valid, -jnp.log1p(-p), 0.0)
+
+
+# ------------------------------------------------- item-level softmax over a catalogue --
+# SimGR's loss: −log softmax_i(q · t_i)[target] over every item i of a catalogue table
+# [I, D]. The full [B, I] logits may not fit (catalogues of 1e6 items), so the log-partition
+# is computed chunk_size items at a time with a running max (online logsumexp), and its
+# gradient by a custom VJP that recomputes each chunk's logits: memory O(B · chunk_size),
+# never O(B · I), in the forward and the backward pass. Autodiff through the scan would keep
+# every chunk's logits for the backward pass, i.e. the whole [B, I] again.
+
+_NEG = -1e30  # large finite negative for padded columns and the running max's start
+
+
+def _table_chunks(table: jax.Array, chunk_size: int):
+  """table [I, D] -> (chunks [N, C, D] zero-padded, valid [N, C]) with C = chunk_size."""
+  num, dim = table.shape
+  chunk = max(1, min(chunk_size, num))
+  count = -(-num // chunk)
+  padded = jnp.pad(table, ((0, count * chunk - num), (0, 0)))
+  valid = jnp.arange(count * chunk) < num
+  return padded.reshape(count, chunk, dim), valid.reshape(count, chunk)
+
+
+def _chunk_logits(queries, chunk, valid):
+  logits = jnp.einsum('BD,CD->BC', queries, chunk.astype(jnp.float32))
+  return jnp.where(valid[None, :], logits, _NEG)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def chunked_logsumexp(queries: jax.Array, table: jax.Array, chunk_size: int) -> jax.Array:
+  """[B] log Σ_i exp(queries[b] · table[i]) over every row i of table [I, D], computed
+  chunk_size rows at a time (values and gradients equal the unchunked
+  logsumexp(queries @ table.T, axis=1) up to float32 rounding)."""
+  return _chunked_logsumexp_fwd(queries, table, chunk_size)[0]
+
+
+def _chunked_logsumexp_fwd(queries, table, chunk_size):
+  q = queries.astype(jnp.float32)
+  chunks, valid = _table_chunks(table, chunk_size)
+
+  def body(carry, xs):
+    run_max, run_sum = carry
+    logits = _chunk_logits(q, *xs)  # [B, C]
+    new_max = jnp.maximum(run_max, logits.max(axis=1))
+    run_sum = (run_sum * jnp.exp(run_max - new_max)
+               + jnp.exp(logits - new_max[:, None]).sum(axis=1))
+    return (new_max, run_sum), None
+
+  start = (jnp.full(q.shape[:1], _NEG, jnp.float32), jnp.zeros(q.shape[:1], jnp.float32))
+  (run_max, run_sum), _ = jax.lax.scan(body, start, (chunks, valid))
+  lse = run_max + jnp.log(run_sum)
+  return lse, (queries, table, lse)
+
+
+def _chunked_logsumexp_bwd(chunk_size, residuals, g):
+  queries, table, lse = residuals
+  q = queries.astype(jnp.float32)
+  chunks, valid = _table_chunks(table, chunk_size)
+  g = g.astype(jnp.float32)
+
+  def body(grad_q, xs):
+    chunk, chunk_valid = xs
+    # d lse_b / d logit_bi = softmax_bi; padded columns have probability 0.
+    weights = jnp.exp(_chunk_logits(q, chunk, chunk_valid) - lse[:, None]) * g[:, None]
+    grad_q = grad_q + jnp.einsum('BC,CD->BD', weights, chunk.astype(jnp.float32))
+    return grad_q, jnp.einsum('BC,BD->CD', weights, q)
+
+  grad_q, grad_chunks = jax.lax.scan(body, jnp.zeros_like(q), (chunks, valid))
+  grad_table = grad_chunks.reshape(-1, table.shape[1])[:table.shape[0]]
+  return grad_q.astype(queries.dtype), grad_table.astype(table.dtype)
+
+
+chunked_logsumexp.defvjp(_chunked_logsumexp_fwd, _chunked_logsumexp_bwd)
+
+
+def item_softmax_cross_entropy(queries: jax.Array, table: jax.Array, targets: jax.Array,
+                               chunk_size: int) -> jax.Array:
+  """[B] −log softmax_i(queries[b] · table[i])[targets[b]] over the whole catalogue table
+  [I, D], with the log-partition computed in chunks (see chunked_logsumexp). A target of
+  -1 gives 0. Scale queries (e.g. by 1 / temperature) before the call."""
+  lse = chunked_logsumexp(queries, table, chunk_size)
+  picked = jnp.einsum('BD,BD->B', queries.astype(jnp.float32),
+                      table[jnp.maximum(targets, 0)].astype(jnp.float32))
+  return jnp.where(targets >= 0, lse - picked, 0.0)
+
+
+def sampled_softmax_cross_entropy(queries: jax.Array, table: jax.Array, targets: jax.Array,
+                                  negatives: jax.Array, log_q: jax.Array) -> jax.Array:
+  """[B] sampled softmax with logQ correction (Jean et al. 2015; Yi et al. 2019): the softmax
+  runs over {target} ∪ negatives only, every logit q · t_i corrected by −log Q(i) (Q the
+  distribution the negatives were drawn from, with replacement), so that its expectation
+  approaches the full softmax's gradient. Negatives equal to the row's target (accidental
+  hits) are left out. negatives [S] shared by the batch; log_q [I]; a target of -1 gives 0."""
+  q = queries.astype(jnp.float32)
+  safe = jnp.maximum(targets, 0)
+  positive = (jnp.einsum('BD,BD->B', q, table[safe].astype(jnp.float32)) - log_q[safe])
+  sampled = (jnp.einsum('BD,SD->BS', q, table[negatives].astype(jnp.float32))
+             - log_q[negatives][None, :])
+  sampled = jnp.where(negatives[None, :] == targets[:, None], _NEG, sampled)
+  lse = jax.nn.logsumexp(jnp.concatenate([positive[:, None], sampled], axis=1), axis=1)
+  return jnp.where(targets >= 0, lse - positive, 0.0)
