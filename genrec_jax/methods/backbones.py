@@ -17,6 +17,11 @@ needs:
   decode_step(params, tokens [B * E], cache, shared) -> (logits [B * E, V], cache)
       the beam search repeats `cache` per beam (E beams) and gathers it along with them;
       `shared` (per user, or None) is read by every beam and never copied
+Item-level methods (SimGR) read a user state from the same backbone with two more calls:
+  history_states(params, history [B, T] left-padded, rng) -> [B, T, D] final-norm hidden
+      states of the history (decoder: causal, so the last position has read all of it;
+      encoder-decoder: the bidirectional encoder's output); padding positions are arbitrary
+  token_embeddings(params) -> [V, D] the input token embedding table
 """
 
 from __future__ import annotations
@@ -70,6 +75,15 @@ class DecoderBackbone:
   def decode_step(self, params, tokens, cache, shared):
     return transformer_lib.decode_step(self.model, params, tokens, cache, shared)
 
+  def history_states(self, params, history, rng):
+    del rng
+    hidden, _ = self.model.apply({'params': params}, history, None, history >= 0,
+                                 method=transformer_lib.Transformer.hidden_states)
+    return hidden
+
+  def token_embeddings(self, params):
+    return params['embedder']['embedding']
+
 
 class EncoderDecoderBackbone:
   """A T5-style encoder–decoder (TIGER): the encoder reads the history, the decoder the SID
@@ -105,3 +119,11 @@ class EncoderDecoderBackbone:
   def decode_step(self, params, tokens, cache, shared):
     del shared
     return t5_lib.decode_step(self.model, params, tokens, cache)
+
+  def history_states(self, params, history, rng):
+    train = rng is not None
+    return self.model.apply({'params': params}, history, history >= 0, train,
+                            method=t5_lib.T5.encode, rngs={'dropout': rng} if train else {})
+
+  def token_embeddings(self, params):
+    return params['shared']['embedding']
