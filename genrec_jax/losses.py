@@ -126,3 +126,80 @@ def sampled_softmax_cross_entropy(queries: jax.Array, table: jax.Array, targets:
   sampled = jnp.where(negatives[None, :] == targets[:, None], _NEG, sampled)
   lse = jax.nn.logsumexp(jnp.concatenate([positive[:, None], sampled], axis=1), axis=1)
   return jnp.where(targets >= 0, lse - positive, 0.0)
+
+
+def sampled_bce(pos_logits: jax.Array, neg_logits: jax.Array,
+                valid: jax.Array) -> jax.Array:
+  """Binary cross-entropy of a positive against sampled negatives, per row:
+  −log σ(pos) − mean_k log(1 − σ(neg_k)), 0 where not valid.
+
+  pos_logits [...], neg_logits [..., K], valid [...]. The negatives are averaged, as
+  GenAIR's public code averages them (its BCEWithLogitsLoss over all negative entries).
+  """
+  pos = jax.nn.softplus(-pos_logits.astype(jnp.float32))  # −log σ(x) = softplus(−x)
+  neg = jnp.mean(jax.nn.softplus(neg_logits.astype(jnp.float32)), axis=-1)
+  return jnp.where(valid, pos + neg, 0.0)
+
+
+def sample_negatives(rng: jax.Array, exclude: jax.Array, num_items: int,
+                     num: int) -> jax.Array:
+  """[N, num] items drawn uniformly (with replacement) from the items not in exclude [N, E].
+
+  exclude holds item ids, -1 for padding (duplicates allowed). Exact, with no rejection
+  loop: the j-th free item is j + #{k : e_k − k <= j} over the row's sorted distinct
+  excluded items e_0 < e_1 < ... (e_k − k free items lie below e_k). A row must leave at
+  least one item free.
+  """
+  sentinel = num_items + exclude.shape[1] + 1  # above every shifted real entry
+  e = jnp.sort(jnp.where(exclude >= 0, exclude, sentinel), axis=1)
+  repeated = jnp.concatenate([jnp.zeros_like(e[:, :1], bool), e[:, 1:] == e[:, :-1]], 1)
+  e = jnp.sort(jnp.where(repeated, sentinel, e), axis=1)  # distinct items first, ascending
+  num_excluded = jnp.sum(e < num_items, axis=1)  # [N]
+  free = num_items - num_excluded
+  j = jnp.floor(jax.random.uniform(rng, (exclude.shape[0], num)) *
+                free[:, None]).astype(jnp.int32)
+  j = jnp.minimum(j, free[:, None] - 1)  # uniform() < 1, but stay in range under rounding
+  shifted = jnp.where(e < num_items, e - jnp.arange(e.shape[1]), sentinel)  # [N, E]
+  return j + jnp.sum(shifted[:, None, :] <= j[:, :, None], axis=-1).astype(jnp.int32)
+
+
+def behavioural_calibration(vectors: jax.Array, weights: jax.Array,
+                            counts: jax.Array) -> jax.Array:
+  """GenAIR's calibration loss: −(1/(N(N−1))) Σ_{i≠j} w_ij ||ê_i − ê_j||², ê = v/||v||.
+
+  vectors [n, d] (one row per distinct item, or per batch target), weights [n, n] (w_ij =
+  exp(−γ s_ij), 1 for pairs that never co-occur), counts [n] how often each row is a target
+  in the batch (0/1 masks padding). The sum runs over the N = Σ counts targets: rows
+  repeated c times count c² pairs, and a pair of equal items has distance 0, so summing
+  over all (i, j) equals summing over i ≠ j. One [n, n] Gram matrix, no loop over pairs.
+  """
+  v = vectors.astype(jnp.float32)
+  unit = v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+  sq = jnp.sum(unit * unit, axis=-1)  # 1, or 0 for a zero vector
+  gram = jnp.einsum('id,jd->ij', unit, unit)
+  distances = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
+  c = counts.astype(jnp.float32)
+  total = jnp.einsum('i,ij,j->', c, weights.astype(jnp.float32) * distances, c)
+  n = jnp.sum(c)
+  return -total / jnp.maximum(n * (n - 1.0), 1.0)
+
+
+def symmetric_kl(logits_p: jax.Array, logits_q: jax.Array, temperature: float = 1.0) -> jax.Array:
+  """KL(p ‖ q) + KL(q ‖ p) over the last axis, p = softmax(logits_p / T), q likewise; [...]."""
+  log_p = jax.nn.log_softmax(logits_p.astype(jnp.float32) / temperature, axis=-1)
+  log_q = jax.nn.log_softmax(logits_q.astype(jnp.float32) / temperature, axis=-1)
+  return jnp.sum((jnp.exp(log_p) - jnp.exp(log_q)) * (log_p - log_q), axis=-1)
+
+
+def info_nce(queries: jax.Array, keys: jax.Array, valid: jax.Array,
+             temperature: float = 1.0) -> jax.Array:
+  """−log softmax_j(q_i · k_j / τ)[i] of each valid row i, over the valid keys j (in-batch
+  negatives, one direction; swap queries and keys for the other); 0 for invalid rows.
+
+  queries, keys [N, D] (row i of each is the same item's two views), valid [N] bool.
+  Dot products, not cosines: normalise the views first for a cosine InfoNCE.
+  """
+  logits = jnp.einsum('ND,MD->NM', queries.astype(jnp.float32), keys.astype(jnp.float32))
+  logits = jnp.where(valid[None, :], logits / temperature, -1e30)
+  log_probs = jax.nn.log_softmax(logits, axis=-1)
+  return jnp.where(valid, -jnp.diagonal(log_probs), 0.0)

@@ -117,3 +117,48 @@ def test_sampled_softmax_with_logq_equals_a_loop_and_drops_accidental_hits():
     top = max(logits)
     want = top + math.log(sum(math.exp(x - top) for x in logits)) - pos
     np.testing.assert_allclose(got[b], want, rtol=1e-5, atol=1e-5)
+
+
+def _softmax64(row):
+  top = max(row)
+  exps = [math.exp(x - top) for x in row]
+  return [e / sum(exps) for e in exps]
+
+
+def test_symmetric_kl_equals_two_kl_sums_at_a_temperature():
+  rng = np.random.default_rng(1)
+  p_logits, q_logits = rng.normal(size=(2, 3, 6)) * 2, rng.normal(size=(2, 3, 6)) * 2
+  got = np.asarray(losses.symmetric_kl(jnp.asarray(p_logits, jnp.float32),
+                                       jnp.asarray(q_logits, jnp.float32), 0.85))
+  for b in range(2):
+    for t in range(3):
+      p = _softmax64([x / 0.85 for x in p_logits[b, t]])
+      q = _softmax64([x / 0.85 for x in q_logits[b, t]])
+      kl = lambda a, c: sum(ai * math.log(ai / ci) for ai, ci in zip(a, c))
+      np.testing.assert_allclose(got[b, t], kl(p, q) + kl(q, p), rtol=1e-4, atol=1e-6)
+  same = losses.symmetric_kl(jnp.asarray(p_logits), jnp.asarray(p_logits) + 3.0)  # shift-free
+  np.testing.assert_allclose(np.asarray(same), 0.0, atol=1e-5)
+
+
+def test_info_nce_equals_a_loop_over_valid_pairs_both_directions():
+  rng = np.random.default_rng(2)
+  a, b = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+  valid = np.array([True, True, False, True, True])
+  a[2] = b[2] = 50.0  # an invalid row must neither count nor act as a negative
+  got = {d: np.asarray(losses.info_nce(jnp.asarray(q, jnp.float32), jnp.asarray(k, jnp.float32),
+                                       jnp.asarray(valid), 0.9))
+         for d, (q, k) in {'ab': (a, b), 'ba': (b, a)}.items()}
+  for d, (q, k) in {'ab': (a, b), 'ba': (b, a)}.items():
+    for i in range(5):
+      if not valid[i]:
+        assert got[d][i] == 0.0
+        continue
+      logits = [sum(q[i, x] * k[j, x] for x in range(4)) / 0.9 for j in range(5) if valid[j]]
+      own = sum(q[i, x] * k[i, x] for x in range(4)) / 0.9
+      top = max(logits)
+      expected = -(own - top - math.log(sum(math.exp(v - top) for v in logits)))
+      np.testing.assert_allclose(got[d][i], expected, rtol=1e-5, atol=1e-5)
+  grads = jax.grad(lambda q: losses.info_nce(q, jnp.asarray(b, jnp.float32),
+                                             jnp.asarray(valid), 0.9).sum())(
+                                                 jnp.asarray(a, jnp.float32))
+  assert np.all(np.asarray(grads)[2] == 0.0) and np.isfinite(np.asarray(grads)).all()
