@@ -16,6 +16,7 @@ from ml_collections import config_flags
 from genrec_jax import run
 from genrec_jax.config import ConfigError
 from genrec_jax.data.raw import DataError
+from genrec_jax.models.hf_loading import CheckpointError
 from genrec_jax.report import tables
 from genrec_jax.train import distributed
 
@@ -30,13 +31,14 @@ flags.DEFINE_string('coordinator_address', '', 'Multi-process runs without SLURM
                     'auto-detection: host:port of process 0.')
 flags.DEFINE_integer('num_processes', 0, 'With --coordinator_address.')
 flags.DEFINE_integer('process_id', -1, 'With --coordinator_address.')
-flags.DEFINE_bool('traceback', False, 'Show the full traceback of config, data and workdir '
-                  'errors (by default they print one line).')
+flags.DEFINE_bool('traceback', False, 'Show the full traceback of config, data, workdir and '
+                  'checkpoint errors (by default they print one line).')
 flags.mark_flag_as_required('workdir')
 
 # Known errors print one line and exit with their own code; anything else is a bug and
 # keeps its traceback.
-EXIT_CODES = {ConfigError: 2, DataError: 3, run.WorkdirError: 4, FloatingPointError: 5}
+EXIT_CODES = {ConfigError: 2, DataError: 3, run.WorkdirError: 4, FloatingPointError: 5,
+              CheckpointError: 6}
 
 
 def main(argv):

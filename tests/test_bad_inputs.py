@@ -24,10 +24,17 @@ Add a row here with every new reader, side file or config field.
 | LC-Rec user with an empty list                   | counted as user_without_items             |
 | item.json / index.json not JSON, or a list       | DataError naming the file                 |
 | index.json SID that is not a list of tokens      | DataError naming the item                 |
+| a state checkpoint cut or its metadata corrupted | named (step, path), renamed *.unreadable, |
+|                                                  | the newest intact step resumed            |
+| no state checkpoint readable                     | CheckpointError naming each step's path   |
+| the best checkpoint cut (eval, load_run)         | CheckpointError naming its path           |
+| train.init_from a run of another architecture    | CheckpointError naming params and fields  |
+| a cut model.safetensors (HF or MiniLM)           | CheckpointError / DataError naming it     |
 """
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -38,6 +45,8 @@ from genrec_jax import config as config_lib
 from genrec_jax import run
 from genrec_jax.data import dataset as dataset_lib
 from genrec_jax.data.raw import DataError
+from genrec_jax.models import hf_loading
+from genrec_jax.models.hf_loading import CheckpointError
 from genrec_jax.data.raw import RawData
 from genrec_jax.data import readers
 from genrec_jax.tokenize import build
@@ -245,3 +254,77 @@ def test_shared_parts_are_not_methods():
   with pytest.raises(config_lib.ConfigError, match="unknown method 'backbones'") as e:
     config_lib.validate(config)
   assert 'instructions' not in str(e.value) and 'sasrec' in str(e.value)
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """(config, workdir, results) of a 4-step SASRec run with state checkpoints at steps 2, 4."""
+  config = _smoke(**{'train.checkpoint_every': 2})
+  workdir = str(tmp_path_factory.mktemp('trained') / 'run')
+  return config, workdir, run.train_and_evaluate(config, workdir)
+
+
+def _copy(trained_run, tmp_path):
+  workdir = str(tmp_path / 'run')
+  shutil.copytree(trained_run[1], workdir)
+  return workdir
+
+
+def _cut_arrays(folder):
+  """Cuts every array data file under `folder` to 10 bytes (a kill or a full disk)."""
+  cut = 0
+  for root, _, files in os.walk(folder):
+    if os.path.basename(os.path.dirname(root)) == 'ocdbt.process_0' or (
+        os.path.basename(root) == 'd'):
+      for name in files:
+        os.truncate(os.path.join(root, name), 10)
+        cut += 1
+  assert cut
+
+
+def _without_times(splits):
+  return {s: {k: v for k, v in m.items() if k != 'eval_seconds'} for s, m in splits.items()}
+
+
+def test_an_unreadable_checkpoint_is_named_and_the_last_intact_one_resumed(trained, tmp_path,
+                                                                           capsys):
+  config, _, results = trained
+  workdir = _copy(trained, tmp_path)
+  with open(os.path.join(workdir, 'checkpoints/state/4/loop/metadata'), 'w') as f:
+    f.write('{"best": ')  # corrupted loop bookkeeping
+  again = run.train_and_evaluate(config, workdir)
+  out = capsys.readouterr().out
+  assert f'step 4 ({workdir}/checkpoints/state/4)' in out and 'Resuming from step 2' in out
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints/state/4.unreadable'))  # kept
+  assert _without_times(again['splits']) == _without_times(results['splits'])
+
+
+def test_no_readable_checkpoint_is_a_named_error(trained, tmp_path):
+  workdir = _copy(trained, tmp_path)
+  _cut_arrays(os.path.join(workdir, 'checkpoints/state'))
+  with pytest.raises(CheckpointError, match='No readable checkpoint under .*checkpoints/state: '
+                     r'step 4 .*step 2 .*Delete that folder'):
+    run.train_and_evaluate(trained[0], workdir)
+
+
+def test_an_unreadable_best_checkpoint_is_named_on_eval(trained, tmp_path):
+  workdir = _copy(trained, tmp_path)
+  _cut_arrays(os.path.join(workdir, 'checkpoints/best'))
+  with pytest.raises(CheckpointError, match=r'best checkpoint .*checkpoints/best/4 is unreadable'):
+    run.train_and_evaluate(trained[0], workdir, eval_only=True)
+
+
+def test_init_from_another_architecture_names_the_params_and_the_fields(trained, tmp_path):
+  config = _smoke(**{'model.hidden': 16, 'train.init_from': trained[1]})
+  with pytest.raises(CheckpointError, match=r'train.init_from=.*blocks_0/Dense_0/kernel: '
+                     r'\(32, 32\) there, \(16, 16\) here.*model.hidden=32 there, 16 here'):
+    run.train_and_evaluate(config, str(tmp_path / 'other'))
+
+
+def test_a_cut_safetensors_file_is_named(tmp_path):
+  import test_decoder  # pylint: disable=g-import-not-at-top
+  test_decoder._write_checkpoint(str(tmp_path), 'qwen2')  # pylint: disable=protected-access
+  weights = tmp_path / 'model.safetensors'
+  os.truncate(weights, weights.stat().st_size // 2)
+  with pytest.raises(CheckpointError, match=f'{weights} is not a readable safetensors file'):
+    hf_loading.load_checkpoint(str(tmp_path), load_tokenizer=False)

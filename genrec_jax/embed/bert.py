@@ -229,7 +229,12 @@ def load_params(weights_path: str, config: BertConfig) -> dict:
   if set(table.values()) != set(shapes):  # the table must cover the module exactly
     raise AssertionError(f'weight table and BertEncoder differ: '
                          f'{sorted(set(table.values()) ^ set(shapes))}')
-  with safe_open(weights_path, framework='numpy') as f:
+  try:
+    weights = safe_open(weights_path, framework='numpy')
+  except Exception as e:  # pylint: disable=broad-except  (SafetensorError, OSError)
+    raise DataError(f'{weights_path} is not a readable safetensors file ({e}); it may be cut '
+                    'short: reinstall the package or copy the file again.') from None
+  with weights as f:
     stored_by_name = {}
     for stored in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
       name = stored.removeprefix(_PREFIX)

@@ -139,12 +139,11 @@ def load_checkpoint(directory: str | os.PathLike, *, load_tokenizer: bool = True
 
 def load_weights(directory: str | os.PathLike, config: TransformerConfig) -> Any:
   """The params pytree from the safetensors file(s) in `directory`, checked against config."""
-  import safetensors  # pylint: disable=g-import-not-at-top
   files = _weight_files(os.fspath(directory))
   expected = expected_weights(config)
   name_to_file, shapes = {}, {}
   for path in files:
-    with safetensors.safe_open(path, framework='numpy') as f:
+    with _open_safetensors(path) as f:
       for name in f.keys():
         name_to_file[name] = path
         shapes[name] = tuple(f.get_slice(name).get_shape())
@@ -152,7 +151,7 @@ def load_weights(directory: str | os.PathLike, config: TransformerConfig) -> Any
 
   flat_params = {}
   for path in files:
-    with safetensors.safe_open(path, framework='numpy') as f:
+    with _open_safetensors(path) as f:
       for name in f.keys():
         if name not in expected:
           continue
@@ -161,6 +160,15 @@ def load_weights(directory: str | os.PathLike, config: TransformerConfig) -> Any
         flat_params[tuple(flax_path.split('/'))] = jnp.asarray(
             transform.to_flax(array, flax_shape))
   return traverse_util.unflatten_dict(flat_params)
+
+
+def _open_safetensors(path: str):
+  import safetensors  # pylint: disable=g-import-not-at-top
+  try:
+    return safetensors.safe_open(path, framework='numpy')
+  except Exception as e:  # pylint: disable=broad-except  (SafetensorError, OSError)
+    raise CheckpointError(f'{path} is not a readable safetensors file ({e}); it may be cut '
+                          'short: copy or download it again.') from None
 
 
 def _weight_files(directory: str) -> list[str]:

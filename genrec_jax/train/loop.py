@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 
@@ -75,7 +76,9 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None):
     _say(f'Resumed from step {int(state.step)}' +
          (f' ({dropped} metrics.jsonl lines after it dropped)' if dropped else ''))
   elif tc.init_from:
-    params = checkpoint_lib.params_from_run(tc.init_from, state.params, shardings.params)
+    params = checkpoint_lib.params_from_run(
+        tc.init_from, state.params, shardings.params,
+        model_config=json.loads(config.model.to_json()) if 'model' in config else None)
     state = state.replace(params=params)
     _say(f'Params initialised from {tc.init_from}')
 
@@ -158,7 +161,8 @@ def load_best_params(config, method, workdir: str):
   rng = jax.random.PRNGKey(config.seed)
   abstract = jax.eval_shape(method.init, rng)
   shardings = sharding_lib.logical_shardings(abstract, mesh, sharding_lib.rules(config.sharding))
-  return checkpoint_lib.params_from_run(workdir, nn.unbox(abstract), shardings)
+  return checkpoint_lib.params_from_run(workdir, nn.unbox(abstract), shardings,
+                                        source=f'the best params of {workdir}')
 
 
 def best_validation_metrics(workdir: str, ks) -> dict:
