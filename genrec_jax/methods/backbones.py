@@ -22,6 +22,8 @@ Item-level methods (SimGR) read a user state from the same backbone with two mor
       states of the history (decoder: causal, so the last position has read all of it;
       encoder-decoder: the bidirectional encoder's output); padding positions are arbitrary
   token_embeddings(params) -> [V, D] the input token embedding table
+  state_logits(params, states [..., D]) -> [..., V] the output head on decoder states (a
+      decoder-only LM's states over history + SID tokens give the SID's logits in one pass)
 """
 
 from __future__ import annotations
@@ -84,6 +86,9 @@ class DecoderBackbone:
   def token_embeddings(self, params):
     return params['embedder']['embedding']
 
+  def state_logits(self, params, states):
+    return self.model.apply({'params': params}, states, method=transformer_lib.Transformer.logits)
+
 
 class EncoderDecoderBackbone:
   """A T5-style encoder–decoder (TIGER): the encoder reads the history, the decoder the SID
@@ -127,3 +132,6 @@ class EncoderDecoderBackbone:
 
   def token_embeddings(self, params):
     return params['shared']['embedding']
+
+  def state_logits(self, params, states):
+    return self.model.apply({'params': params}, states, method=t5_lib.T5.logits)
