@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tokenizers import pre_tokenizers
 
 from genrec_jax.decode import sampling
 from genrec_jax.models import gguf_loading
@@ -238,16 +239,19 @@ _HF_TO_GGUF = {
     'mlp.up_proj.weight': 'ffn_up.weight', 'mlp.down_proj.weight': 'ffn_down.weight',
 }
 
+# A byte-level vocabulary: <|endoftext|>, the 256 byte characters, one merge ('t' 'h').
+_BYTES = sorted(pre_tokenizers.ByteLevel.alphabet())
+VOCAB = 1 + len(_BYTES) + 1
 _TINY = {  # architecture -> transformers config class name, fields
-    'llama': ('LlamaConfig', dict(vocab_size=40, hidden_size=32, intermediate_size=48,
+    'llama': ('LlamaConfig', dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48,
                                   num_hidden_layers=2, num_attention_heads=4,
                                   num_key_value_heads=2, tie_word_embeddings=True,
                                   rope_theta=10000.0, rms_norm_eps=1e-5)),
-    'qwen2': ('Qwen2Config', dict(vocab_size=40, hidden_size=32, intermediate_size=48,
+    'qwen2': ('Qwen2Config', dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48,
                                   num_hidden_layers=2, num_attention_heads=4,
                                   num_key_value_heads=2, tie_word_embeddings=False,
                                   rope_theta=1e6, rms_norm_eps=1e-6)),
-    'qwen3': ('Qwen3Config', dict(vocab_size=40, hidden_size=32, intermediate_size=48,
+    'qwen3': ('Qwen3Config', dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=48,
                                   num_hidden_layers=2, num_attention_heads=4,
                                   num_key_value_heads=2, head_dim=16, tie_word_embeddings=True,
                                   rope_theta=1e6, rms_norm_eps=1e-6)),
@@ -297,10 +301,10 @@ def _write_tiny(tmp_path, arch, edit=None, meta=None):
   writer.add_vocab_size(fields['vocab_size'])
   writer.add_tokenizer_model((meta or {}).get('tokenizer', 'gpt2'))
   writer.add_tokenizer_pre('smollm')
-  writer.add_token_list(['<|endoftext|>'] + [chr(ord('a') + i % 26) * (1 + i // 26)
-                                             for i in range(fields['vocab_size'] - 1)])
-  writer.add_token_types([3] + [1] * (fields['vocab_size'] - 1))
-  writer.add_token_merges(['a a'])
+  writer.add_token_list(['<|endoftext|>'] + _BYTES + ['th'])
+  writer.add_token_types([3] + [1] * (VOCAB - 1))
+  writer.add_token_merges(['t h'])
+  writer.add_eos_token_id(0)
   for name, array in tensors.items():
     writer.add_tensor(name, array)
   writer.write_header_to_file()

