@@ -7,10 +7,14 @@ on the LC-Rec backbone: head items replaced by their most similar tail item with
 from configs import common
 
 
+VARIANTS = common.TABLE_VARIANTS
+SUFFIXES = ('augment', 'substitute')
+
+
 def get_config(variant: str = 'cpu_augment'):
-  variant, _, mode = variant.partition('_')
-  config = common.table_config('augment', variant, llm_backbone=True)
-  config.augment.update(mode=mode or 'augment', p=0.375)
+  size, suffixes = common.parse_variant(variant, VARIANTS, SUFFIXES, combinable=False)
+  config = common.table_config('augment', size, llm_backbone=True)
+  config.augment.update(mode=suffixes[-1] if suffixes else 'augment', p=0.375)
   config.tokenize.update(method='rqvae', levels=4)  # LC-Rec's tokenizer (configs/lcrec_ins.py)
   config.name = 'Augmentation' if config.augment.mode == 'augment' else 'Substitution'
   return config

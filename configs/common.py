@@ -21,6 +21,22 @@ TABLE_VARIANTS = ('cpu', 'ins', 'paper', 'smoke')
 QWEN25_3B_DIR = 'checkpoints/Qwen2.5-3B'  # a local copy of Qwen/Qwen2.5-3B (not downloaded)
 
 
+def parse_variant(variant: str, variants: tuple[str, ...], suffixes: tuple[str, ...] = (),
+                  combinable: bool = True) -> tuple[str, list[str]]:
+  """'cpu_rqk4_prefix' -> ('cpu', ['rqk4', 'prefix']). A config file passes its own VARIANTS
+  and SUFFIXES (module constants, which --mode=list prints); anything else, or more than one
+  suffix where they do not combine, is a ValueError that lists them all."""
+  size, *chosen = variant.split('_')
+  unknown = [s for s in chosen if s not in suffixes]
+  if size not in variants or unknown or (len(chosen) > 1 and not combinable):
+    listed = f'variants {", ".join(variants)}'
+    if suffixes:
+      how = 'combinable' if combinable else f'one at a time: {variants[0]}_{suffixes[0]}'
+      listed += f'; suffixes {", ".join(suffixes)} ({how})'
+    raise ValueError(f'unknown variant {variant!r}: {listed}.')
+  return size, chosen
+
+
 def table_config(method: str, variant: str,
                  method_defaults: ml_collections.ConfigDict | None = None,
                  llm_backbone: bool = False) -> ml_collections.ConfigDict:

@@ -14,13 +14,13 @@ itself uses LC-Rec's RQ-VAE tokenizer.
 
 from configs import common
 
-ABLATIONS = ('', 'noauo', 'noskt', 'rqk46')
+VARIANTS = common.TABLE_VARIANTS
+SUFFIXES = ('noauo', 'noskt', 'rqk46')  # the ablations, one at a time
 
 
 def get_config(variant: str = 'cpu'):
-  variant, _, ablation = variant.partition('_')
-  if ablation not in ABLATIONS:
-    raise ValueError(f'unknown ablation {ablation!r}; use one of {ABLATIONS[1:]}')
+  variant, ablations = common.parse_variant(variant, VARIANTS, SUFFIXES, combinable=False)
+  ablation = ablations[0] if ablations else ''
   config = common.table_config('ghost', variant, llm_backbone=True)
   config.ghost.update(auo=True, alpha=0.1, k_a=200, k_b=5)
   config.tokenize.update(method='skt', head_levels=3, tail_levels=2)

@@ -14,10 +14,14 @@ and applied to test; results.json records it under 'ifairlrs_rr'.
 from configs import common
 
 
+VARIANTS = common.TABLE_VARIANTS
+SUFFIXES = ('rw', 'rr')
+
+
 def get_config(variant: str = 'cpu_rw'):
-  variant, _, mode = variant.partition('_')
-  config = common.table_config('ifairlrs', variant, llm_backbone=True)
-  config.ifairlrs.mode = mode or 'rw'
+  size, suffixes = common.parse_variant(variant, VARIANTS, SUFFIXES, combinable=False)
+  config = common.table_config('ifairlrs', size, llm_backbone=True)
+  config.ifairlrs.mode = suffixes[-1] if suffixes else 'rw'
   config.tokenize.update(method='rqvae', levels=4)  # LC-Rec's tokenizer (configs/lcrec_ins.py)
   config.name = f'IFairLRS-{config.ifairlrs.mode.upper()}'
   return config

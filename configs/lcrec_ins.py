@@ -21,8 +21,12 @@ item2index, index2item and fusionseqrec on the item titles.
 from configs import common
 
 
+VARIANTS = common.TABLE_VARIANTS
+SUFFIXES = ('rqk4', 'rqk6', 'prompt', 'prefix', 'alltasks')
+
+
 def get_config(variant: str = 'cpu'):
-  variant, *ablations = variant.split('_')
+  variant, ablations = common.parse_variant(variant, VARIANTS, SUFFIXES)
   config = common.table_config('lcrec', variant, llm_backbone=True)
   config.tokenize.update(method='rqvae', levels=4)  # Sinkhorn last level: rqvae's default
   names = []
@@ -37,12 +41,9 @@ def get_config(variant: str = 'cpu'):
       if not config.model.hf_dir:
         config.instructions.text_tokenizer = 'minilm'
       names.append('prompt' if ablation == 'prompt' else 'all tasks')
-    elif ablation == 'prefix':
+    else:  # prefix
       config.train.example_kind = 'prefix'
       names.append('per prefix')
-    else:
-      raise ValueError(f'unknown variant suffix {ablation!r}; use rqk4, rqk6, prompt, prefix '
-                       'or alltasks (combinable: cpu_rqk4_prefix)')
   model = next((n for n in names if n.startswith('RQK')), 'LC-Rec')
   details = [n for n in names if not n.startswith('RQK')]
   config.name = model + (f' ({", ".join(details)})' if details else '')

@@ -16,11 +16,15 @@ from configs import common
 from genrec_jax.methods import letter
 
 
+VARIANTS = common.TABLE_VARIANTS
+SUFFIXES = ('tiger',)
+
+
 def get_config(variant: str = 'cpu'):
-  variant, _, backbone = variant.partition('_')
-  backbone = backbone or 'lcrec'
+  variant, suffixes = common.parse_variant(variant, VARIANTS, SUFFIXES, combinable=False)
+  backbone = 'tiger' if suffixes else 'lcrec'
   config = common.table_config('letter', variant, letter.default_config(backbone),
-                                   llm_backbone=backbone == 'lcrec')
+                               llm_backbone=backbone == 'lcrec')
   config.name = f'LETTER ({backbone})'
   config.embed.cf_run = 'runs/sasrec'
   if variant == 'ins':

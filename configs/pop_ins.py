@@ -9,7 +9,11 @@ Amazon Instruments data, LC-Rec format), paper (Amazon 2018 Instruments raw file
 from configs import common
 
 
+VARIANTS = common.TABLE_VARIANTS
+SUFFIXES = ()
+
+
 def get_config(variant: str = 'ins'):
-  config = common.table_config('pop', variant)
+  config = common.table_config('pop', common.parse_variant(variant, VARIANTS)[0])
   config.name = 'Pop'
   return config

@@ -6,14 +6,18 @@ Variants (`:variant`): `cpu` (default) and `paper` are the same here (Pop has no
 `masked` excludes each user's past items, as RecBole does for general recommenders.
 """
 
+from configs import common
 from genrec_jax import config as config_lib
 
 
+VARIANTS = ('cpu', 'paper', 'masked')
+SUFFIXES = ()
+
+
 def get_config(variant: str = 'cpu'):
+  common.parse_variant(variant, VARIANTS)
   config = config_lib.base_config(method='pop', dataset='ml-100k')
   if variant == 'masked':
     config.eval.mask_history = True
     config.name = 'pop_ml100k_masked'
-  elif variant not in ('cpu', 'paper'):
-    raise ValueError(f"unknown variant {variant!r}; use 'cpu', 'paper' or 'masked'")
   return config

@@ -8,7 +8,12 @@ Variants: cpu (MovieLens-100k), paper (Amazon Instruments), smoke.
 from configs import common
 
 
+VARIANTS = common.TABLE_VARIANTS
+SUFFIXES = ()
+
+
 def get_config(variant: str = 'cpu'):
+  variant = common.parse_variant(variant, VARIANTS)[0]
   config = common.table_config('sasrec', variant)
   config.name = 'SASRec'
   config.model.update(hidden=32, num_layers=2, num_heads=1, dropout=0.2)

@@ -16,7 +16,12 @@ smaller (2+2 layers, 4 heads of 32, d_ff 512, batch 64) and sees each target onc
 from configs import common
 
 
+VARIANTS = common.TABLE_VARIANTS
+SUFFIXES = ()
+
+
 def get_config(variant: str = 'cpu'):
+  variant = common.parse_variant(variant, VARIANTS)[0]
   config = common.table_config('tiger', variant)
   config.name = 'TIGER'
   if variant == 'cpu':

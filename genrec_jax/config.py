@@ -10,6 +10,7 @@ invalid value, naming the field and the fix.
 from __future__ import annotations
 
 import difflib
+import json
 
 import ml_collections
 
@@ -160,10 +161,34 @@ def validate(config: ml_collections.ConfigDict) -> None:
     module.validate_config(config)
 
 
+def flatten(config: ml_collections.ConfigDict | dict) -> dict:
+  """{'train.lr': 0.001, ...}: every leaf by its dotted key, values as config.json holds them."""
+  tree = json.loads(config.to_json_best_effort()) if hasattr(config, 'to_json_best_effort') else config
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update({f'{key}.{k}': v for k, v in flatten(value).items()})
+    else:
+      flat[key] = value
+  return flat
+
+
+def check_override(config: ml_collections.ConfigDict, key: str) -> None:
+  """Raises ConfigError (with a "did you mean") if the dotted `key` of a command-line
+  override (--config.train.lr=...) is not a field of `config`."""
+  *parents, leaf = key.split('.')
+  given = {leaf: None}
+  for parent in reversed(parents):
+    given = {parent: given}
+  _check_keys(given, config.to_dict(), 'config')
+
+
 def _check_keys(given: dict, known: dict, path: str) -> None:
   for key, value in given.items():
     if key not in known:
-      close = difflib.get_close_matches(key, list(known), n=1)
+      initials = ''.join(word[:1] for word in key.split('_'))  # learning_rate -> lr
+      close = difflib.get_close_matches(key, list(known), n=1) or (
+          [initials] if initials in known and '_' in key else [])
       hint = f' Did you mean {path}.{close[0]}?' if close else ''
       raise ConfigError(f'Unknown config key {path}.{key}.{hint} Known keys under {path}: '
                        f'{sorted(known)}.')

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from configs import common
+from genrec_jax import catalog
 from genrec_jax import config as config_lib
 from genrec_jax import run
 from genrec_jax.data.load import load_dataset
@@ -151,3 +152,42 @@ def test_invalid_ifairlrs_fields_fail(field, value, message):
   config.ifairlrs[field] = value
   with pytest.raises(ValueError, match=message.replace('.', r'\.').replace('(', r'\(')):
     config_lib.validate(config)
+
+
+def test_every_config_declares_its_variants_and_each_loads():
+  """--mode=list prints VARIANTS and SUFFIXES: every one of them must be a config that loads
+  and validates, and anything else must fail naming them."""
+  for name, module in catalog.config_modules().items():
+    assert module.VARIANTS and isinstance(module.SUFFIXES, tuple), name
+    for variant in module.VARIANTS + tuple(f'{module.VARIANTS[0]}_{s}' for s in module.SUFFIXES):
+      config_lib.validate(module.get_config(variant))
+    with pytest.raises(ValueError, match=f"unknown variant 'nope'.*{module.VARIANTS[-1]}"):
+      module.get_config('nope')
+
+
+@pytest.mark.parametrize('args, code, expected', [
+    (['--config=configs/pop_ml100k.py', '--config.train.learning_rate=1', '--workdir=/tmp/x'], 2,
+     'ConfigError: Unknown config key config.train.learning_rate. Did you mean config.train.lr?'),
+    (['--config=configs/lcrec_ins.py:cpu_rqk5', '--workdir=/tmp/x'], 2,
+     "ConfigError: flag --config=configs/lcrec_ins.py: ValueError: unknown variant 'cpu_rqk5': "
+     'variants cpu, ins, paper, smoke; suffixes rqk4, rqk6, prompt, prefix, alltasks'),
+])
+def test_command_line_config_errors_are_one_line(args, code, expected):
+  result = subprocess.run([sys.executable, '-m', 'genrec_jax.main', *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert result.returncode == code, result.stderr[-2000:]
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(expected), result.stderr[-2000:]
+
+
+def test_list_and_show_config():
+  listing = catalog.listing()
+  for name, module in catalog.config_modules().items():
+    assert name in listing and ', '.join(module.VARIANTS) in listing
+  assert 'ghost' in listing and 'ml-100k' in listing
+  shown = catalog.show(config_lib.load_config_file('configs/ghost_ins.py:cpu_noauo'))
+  values = dict(line.split(' = ', 1) for line in shown.splitlines())
+  values = {key.strip(): value for key, value in values.items()}
+  assert values['ghost.auo'] == 'false' and values['train.lr'] == '0.001'
+  assert values['data.name'] == '"ml-100k"' and values['eval.ks'] == '[1, 5, 10, 20]'

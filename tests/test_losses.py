@@ -162,3 +162,68 @@ def test_info_nce_equals_a_loop_over_valid_pairs_both_directions():
                                              jnp.asarray(valid), 0.9).sum())(
                                                  jnp.asarray(a, jnp.float32))
   assert np.all(np.asarray(grads)[2] == 0.0) and np.isfinite(np.asarray(grads)).all()
+
+
+def test_sampled_bce_equals_a_loop_over_rows():
+  rng = np.random.default_rng(3)
+  pos, neg = rng.normal(size=(4,)) * 3, rng.normal(size=(4, 3)) * 3
+  valid = np.array([True, False, True, True])
+  got = np.asarray(losses.sampled_bce(jnp.asarray(pos, jnp.float32),
+                                      jnp.asarray(neg, jnp.float32), jnp.asarray(valid)))
+  sigmoid = lambda x: 1.0 / (1.0 + math.exp(-x))
+  for r in range(4):
+    expected = 0.0 if not valid[r] else (
+        -math.log(sigmoid(pos[r])) - sum(math.log(1.0 - sigmoid(x)) for x in neg[r]) / 3)
+    np.testing.assert_allclose(got[r], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_sampled_negatives_never_hit_excluded_items_and_are_uniform_over_the_rest():
+  exclude = np.array([[3, 0, 9, 3, -1, -1],  # duplicates and padding
+                      [-1, -1, -1, -1, -1, -1],  # nothing excluded
+                      [0, 1, 2, 3, 4, 5]], np.int32)  # only 6..9 left
+  num_items, draws = 10, 20_000
+  got = np.asarray(losses.sample_negatives(jax.random.PRNGKey(0), jnp.asarray(exclude),
+                                           num_items, draws))
+  assert got.shape == (3, draws) and got.min() >= 0 and got.max() < num_items
+  for row, excluded in enumerate(exclude):
+    allowed = sorted(set(range(num_items)) - set(excluded.tolist()))
+    assert set(np.unique(got[row])) == set(allowed)  # never excluded, every free one drawn
+    share = np.bincount(got[row], minlength=num_items)[allowed] / draws
+    np.testing.assert_allclose(share, 1 / len(allowed), atol=0.02)
+
+
+def _calibration_reference(vectors, items, strength, gamma):
+  """float64 double loop over the batch's target positions i != j (GenAIR's formula)."""
+  n = len(items)
+  unit = [v / max(np.linalg.norm(v), 1e-12) for v in vectors.astype(np.float64)]
+  total = 0.0
+  for i in range(n):
+    for j in range(n):
+      if i == j:
+        continue
+      s = strength[items[i], items[j]]
+      w = math.exp(-gamma * s) if s > 0 else 1.0  # pairs that never co-occur weigh 1
+      total += w * sum((a - b) ** 2 for a, b in zip(unit[i], unit[j]))
+  return -total / (n * (n - 1))
+
+
+def test_behavioural_calibration_equals_a_double_loop_per_target_and_per_item():
+  rng = np.random.default_rng(4)
+  num_items, dim, gamma = 7, 5, 4.0
+  strength = np.triu(rng.uniform(size=(num_items, num_items)) * (rng.uniform(
+      size=(num_items, num_items)) < 0.5), 1)
+  strength = (strength + strength.T).astype(np.float32)  # symmetric, zero diagonal, some 0
+  table = rng.normal(size=(num_items, dim)).astype(np.float32)
+  items = np.array([2, 5, 2, 0, 6, 3])  # item 2 twice: distance 0 to itself
+  expected = _calibration_reference(table[items], items, strength, gamma)
+  weights = jnp.asarray(np.exp(-gamma * strength))
+  per_target = losses.behavioural_calibration(
+      jnp.asarray(table[items]), weights[items][:, items], jnp.ones(len(items)))
+  counts = np.bincount(items, minlength=num_items).astype(np.float32)
+  per_item = losses.behavioural_calibration(jnp.asarray(table), weights, jnp.asarray(counts))
+  np.testing.assert_allclose(float(per_target), expected, rtol=1e-5)
+  np.testing.assert_allclose(float(per_item), expected, rtol=1e-5)
+  rows = np.array([*items, 1])  # a zero-count row (padding) changes nothing
+  padded = losses.behavioural_calibration(
+      jnp.asarray(table[rows]), weights[rows][:, rows], jnp.asarray([1.0] * len(items) + [0.0]))
+  np.testing.assert_allclose(float(padded), expected, rtol=1e-5)

@@ -28,6 +28,8 @@ The `Method` built (subclass `Method` below: it holds the optional hooks' defaul
   score_items(params, batch, items [B, C]) -> scores [B, C]   # for sampled evaluation
   train_dataset: Dataset | None                     # hook: the data to train on, if not the
                                                     # run's (augmentation)
+  example_options: dict                             # hook: extra arguments of the training
+                                                    # examples (BERT4Rec's mask_prob)
   restrict_optimizer(tx) -> tx                      # hook: train only part of the params
   tune_on_validation(params, dataset, eval_config)  # hook: a choice made after training on
       -> (valid metrics or None, results record)    # the validation split (IFairLRS-RR's λ)
@@ -77,6 +79,7 @@ class Method:
 
   trainable: bool = True
   train_dataset = None  # None: train on the run's dataset
+  example_options: dict = {}  # keyword arguments of data.pipeline.train_iterator
 
   def restrict_optimizer(self, tx):
     return tx

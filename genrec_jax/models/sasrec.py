@@ -31,15 +31,22 @@ class SASRec(nn.Module):
                                                     ('vocab', 'embed')))
     self.position_embedding = nn.Embed(self.max_len, self.hidden,
                                        embedding_init=nn.initializers.normal(0.02))
-    self.blocks = [_Block(self.hidden, self.num_heads, self.dropout)
+    self.blocks = [SelfAttentionBlock(self.hidden, self.num_heads, self.dropout)
                    for _ in range(self.num_layers)]
     self.final_norm = nn.LayerNorm(epsilon=1e-8)
     self.input_dropout = nn.Dropout(self.dropout)
 
-  def encode(self, history: jax.Array, train: bool = False) -> jax.Array:
-    """history [B, T] item ids, left-padded with -1 -> states [B, T, H] (causal)."""
+  def encode(self, history: jax.Array, train: bool = False,
+             item_vectors: jax.Array | None = None) -> jax.Array:
+    """history [B, T] item ids, left-padded with -1 -> states [B, T, H] (causal).
+
+    item_vectors [I, H]: the input vectors of the items, if not this table's (an adapter's
+    output, e.g. GenAIR's adapted LLM vectors)."""
     valid = history >= 0
-    x = self.item_embedding(jnp.where(valid, history, self.num_items)) * self.hidden**0.5
+    if item_vectors is None:
+      x = self.item_embedding(jnp.where(valid, history, self.num_items)) * self.hidden**0.5
+    else:  # padding rows are zeroed below
+      x = jnp.take(item_vectors, jnp.where(valid, history, 0), axis=0) * self.hidden**0.5
     x = x + self.position_embedding(jnp.arange(history.shape[1]))[None]
     x = self.input_dropout(x, deterministic=not train) * valid[..., None]
     causal = jnp.tril(jnp.ones((history.shape[1],) * 2, bool))
@@ -61,7 +68,9 @@ class SASRec(nn.Module):
     return self.item_scores(self.encode(history, train)[:, -1])
 
 
-class _Block(nn.Module):
+class SelfAttentionBlock(nn.Module):
+  """SASRec's block: LayerNorm'd queries attend to the inputs under `mask`, point-wise FFN."""
+
   hidden: int
   num_heads: int
   dropout: float

@@ -48,7 +48,9 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None):
     raise ValueError(f'config.train.batch_size={tc.batch_size} must divide over '
                      f'{process_count} processes and the data x fsdp mesh axes.')
   dataset = method.train_dataset or dataset  # e.g. augmented training sequences
-  num_examples = pipeline.num_train_examples(dataset, tc.example_kind, tc.targets_per_chunk)
+  example_options = getattr(method, 'example_options', {})  # e.g. BERT4Rec's mask_prob
+  num_examples = pipeline.num_train_examples(dataset, tc.example_kind, tc.targets_per_chunk,
+                                             **example_options)
   steps_per_epoch = max(num_examples // tc.batch_size, 1)
   num_steps = tc.num_steps or tc.num_epochs * steps_per_epoch
   eval_every = tc.eval_every or steps_per_epoch
@@ -63,7 +65,7 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None):
   batches = pipeline.train_iterator(
       dataset, batch_size=tc.batch_size // process_count, seed=config.seed,
       process_index=process_index, process_count=process_count, kind=tc.example_kind,
-      targets_per_chunk=tc.targets_per_chunk)
+      targets_per_chunk=tc.targets_per_chunk, **example_options)
   batch_sharding = sharding_lib.batch_sharding(mesh, rules)
 
   # --------------------------------------------------------------------------- restore --
