@@ -15,6 +15,7 @@ import json
 import ml_collections
 
 from genrec_jax import methods
+from genrec_jax.data import pipeline
 from genrec_jax.data.readers import READERS
 from genrec_jax.embed.cache import default_embed_config
 from genrec_jax.tokenize.build import default_tokenize_config
@@ -154,8 +155,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _require(tc.lr > 0, 'train.lr', 'must be > 0')
   _require(tc.grad_accum_steps >= 1, 'train.grad_accum_steps', 'must be >= 1')
   _require(tc.log_every >= 1, 'train.log_every', 'must be >= 1')
-  _require(tc.example_kind in ('prefix', 'sequence'), 'train.example_kind',
-           "use 'prefix' or 'sequence'")
+  _require(tc.example_kind in pipeline.KINDS, 'train.example_kind',
+           f'use one of {pipeline.KINDS}')
   _require(tc.targets_per_chunk >= 1, 'train.targets_per_chunk', 'must be >= 1')
   if hasattr(module, 'validate_config'):
     module.validate_config(config)
