@@ -24,17 +24,20 @@ from genrec_jax.config import base_config
 from genrec_jax.methods import genair
 
 BACKBONES = tuple(genair.BACKBONES)
+VARIANTS = ('cpu', 'paper', 'smoke')
+SUFFIXES = (*BACKBONES, 'plain')  # one backbone, then optionally plain
 NAMES = {'sasrec': 'SASRec', 'bert4rec': 'BERT4Rec', 'gru4rec': 'GRU4Rec'}
 # The archetype tables of MovieLens-100k (genrec_jax/embed/archetypes.py writes them).
 ML100K_LLM_TABLE = 'experiments/archetypes/ml100k_smollm2_llm768.npy'
 
 
 def get_config(variant: str = 'cpu_sasrec'):
-  size, _, rest = variant.partition('_')
-  backbone, _, plain = rest.partition('_')
-  if backbone not in BACKBONES or plain not in ('', 'plain'):
-    raise ValueError(f'unknown variant {variant!r}: use <cpu|smoke|paper>_<backbone>[_plain] '
-                     f'with backbone in {BACKBONES}')
+  size, suffixes = common.parse_variant(variant, VARIANTS, SUFFIXES)
+  backbone = suffixes[0] if suffixes else ''
+  plain = suffixes[1:] == ['plain']
+  if backbone not in BACKBONES or suffixes[1:] not in ([], ['plain']):
+    raise ValueError(f'unknown variant {variant!r}: use <{"|".join(VARIANTS)}>_<backbone>'
+                     f'[_plain] with backbone in {", ".join(BACKBONES)}.')
   method = backbone if plain else 'genair'
   defaults = genair.default_config(backbone)
   if plain:  # the backbone's own fields only
@@ -62,8 +65,6 @@ def get_config(variant: str = 'cpu_sasrec'):
     if not plain:
       config.embed.update(source='npy', npy_path=ML100K_LLM_TABLE)
     return config
-  if size != 'paper':
-    raise ValueError(f'unknown size {size!r}: use cpu, smoke or paper')
   m.update(hidden=128, dropout=0.5)
   if backbone == 'bert4rec':
     m.mask_prob = 0.6
