@@ -37,6 +37,7 @@ flags.DEFINE_string('coordinator_address', '', 'Multi-process runs without SLURM
                     'auto-detection: host:port of process 0.')
 flags.DEFINE_integer('num_processes', 0, 'With --coordinator_address.')
 flags.DEFINE_integer('process_id', -1, 'With --coordinator_address.')
+flags.DEFINE_list('ks', ['10'], '--mode=report: the cutoffs K of the table\'s columns.')
 flags.DEFINE_bool('traceback', False, 'Show the full traceback of config, data, workdir and '
                   'checkpoint errors (by default they print one line).')
 
@@ -106,7 +107,7 @@ def _main(argv):
     if not os.path.isdir(FLAGS.workdir):
       raise run.WorkdirError(f'--mode=report: {FLAGS.workdir} is not a directory; pass the '
                              'folder that holds the runs (e.g. --workdir=runs).')
-    print(tables.comparison_table(tables.collect(FLAGS.workdir)))
+    print(tables.report(FLAGS.workdir, ks=[int(k) for k in FLAGS.ks]))
     return
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   if FLAGS.config is None:

@@ -184,3 +184,27 @@ def test_pareto_labels_of_nearby_markers_are_stacked_not_overlapped():
   # a and b share a marker position; c is far to the right on the same line.
   offsets = plots._label_offsets(np.array([[0., 100.], [0., 100.], [500., 100.]]), labels, 7)
   assert offsets == [3.0, -5.0, 3.0]
+
+
+def test_report_orders_rows_as_the_papers_marks_directions_and_the_best(tmp_path):
+  for path, name, method, hr, mgu, slots in [('a', 'Ghost', 'ghost', 0.10, 0.20, 95.0),
+                                             ('b', 'Pop', 'pop', 0.05, 0.40, 3.0),
+                                             ('c', 'LC-Rec', 'lcrec', 0.12, 0.30, 40.0)]:
+    os.makedirs(tmp_path / path)
+    (tmp_path / path / 'results.json').write_text(json.dumps(
+        {'name': name, 'method': method, 'seed': 0, 'dataset': 'ml-100k',
+         'protocol': 'full ranking', 'splits': {'test': {
+             'hr@10': hr, 'hr@10/tail': hr / 2, 'ndcg@10': hr, 'ndcg@10/tail': hr / 2,
+             'mgu@10': mgu, 'arp@10': 100 * mgu, 'tail_slots@10': slots}}}))
+  text = tables.report(str(tmp_path))
+  assert text.startswith('test split; ml-100k (full ranking).')
+  rows = [line.split(' | ')[0][2:] for line in text.splitlines() if line.startswith('| ')][1:]
+  assert rows == ['Pop', 'LC-Rec', 'Ghost']  # baselines first, whatever the folder order
+  header = text.splitlines()[2]
+  assert 'HR@10 all ↑' in header and 'MGU@10 ↓' in header and 'ARP@10 ↓' in header
+  lines = {line.split(' | ')[0][2:]: line for line in text.splitlines()[4:]}
+  assert '**0.1200**' in lines['LC-Rec'] and '**0.2000**' in lines['Ghost']  # HR max, MGU min
+  assert '**20.0**' in lines['Ghost'] and '0.0500' in lines['Pop'] and '**' not in lines['Pop']
+  assert tables.run_table({'tail_slots@10': 95.0, 'arp@10': 148.7, 'hr@10': 0.1},
+                          (10,)).splitlines()[2:] == ['| hr | 0.1000 |', '| arp | 148.7 |',
+                                                      '| tail_slots | 95 |']

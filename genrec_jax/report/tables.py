@@ -1,8 +1,10 @@
 """Markdown tables: one run's results, and the papers' comparison layout across runs.
 
 `collect(root)` finds every run under a directory (each has results.json); runs with the
-same config name are seeds of one row and are shown as mean ± sample std (ddof 1).
-`direction_table` compares a method with a baseline seed by seed, beside a paper's numbers.
+same config name are seeds of one row and are shown as mean ± sample std (ddof 1), rows in
+the papers' order (METHOD_ORDER). `report(root)` is that table with a header naming the
+split, datasets and protocols (`--mode=report`). `direction_table` compares a method with a
+baseline seed by seed, beside a paper's numbers.
 """
 
 from __future__ import annotations
@@ -30,21 +32,38 @@ def run_table(metrics: dict[str, float], ks) -> str:
     keys = [f'{base}@{k}' + (f'/{part}' if part else '') for k in ks]
     if not any(key in metrics for key in keys):
       continue
-    cells = [_fmt(metrics.get(key, float('nan'))) for key in keys]
+    cells = [_fmt(metrics.get(key, float('nan')), base) for key in keys]
     lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
 
-# Table I of the Ghost paper: (column title, metric key pattern).
+# Table I of the Ghost paper: (column title, metric key pattern, higher is better).
 COMPARISON_COLUMNS = (
-    ('HR@{k} all', 'hr@{k}'), ('HR@{k} tail', 'hr@{k}/tail'),
-    ('NDCG@{k} all', 'ndcg@{k}'), ('NDCG@{k} tail', 'ndcg@{k}/tail'),
-    ('MGU@{k}', 'mgu@{k}'), ('ARP@{k}', 'arp@{k}'), ('CNS@{k}', 'cns@{k}'),
+    ('HR@{k} all', 'hr@{k}', True), ('HR@{k} tail', 'hr@{k}/tail', True),
+    ('NDCG@{k} all', 'ndcg@{k}', True), ('NDCG@{k} tail', 'ndcg@{k}/tail', True),
+    ('MGU@{k}', 'mgu@{k}', False), ('ARP@{k}', 'arp@{k}', False), ('CNS@{k}', 'cns@{k}', True),
 )
+
+# The papers' row order: plain baselines, sequential recommenders, generative ones, the
+# debiasing baselines, then Ghost, its ablations and the newer methods; others after them.
+METHOD_ORDER = ('pop', 'random', 'sasrec', 'bert4rec', 'gru4rec', 'genair', 'tiger', 'lcrec',
+                'letter', 'ifairlrs', 'augment', 'ghost', 'genplugin', 'simgr')
+
+
+def report(root: str, ks=(10,), split: str = 'test') -> str:
+  """The comparison table of every run under `root`, with a header naming the split, the
+  datasets and the protocols (--mode=report)."""
+  rows = collect(root, split)
+  settings = sorted({f"{r.get('dataset', '?')} ({r.get('protocol', '?')})"
+                     for _, r in _runs(root)})
+  header = (f'{split} split; {"; ".join(settings)}. Mean ± sample std over seeds; ↑ higher is '
+            'better, ↓ lower; the best value of each column in bold; CNS across these rows.')
+  return header + '\n\n' + comparison_table(rows, ks)
 
 
 def comparison_table(rows: dict[str, list[dict[str, float]]], ks=(5, 10)) -> str:
-  """Rows = {name: [metrics of each seed]}; CNS is computed per seed-mean across the rows."""
+  """Rows = {name: [metrics of each seed]}; CNS is computed per seed-mean across the rows;
+  each column's best row mean is in bold."""
   # A metric a run lacks (other eval.ks) is left out of its row's mean, never a KeyError.
   means = {name: {key: float(np.mean([r[key] for r in runs]))
                   for key in set.intersection(*(set(r) for r in runs))}
@@ -54,20 +73,30 @@ def comparison_table(rows: dict[str, list[dict[str, float]]], ks=(5, 10)) -> str
     if len(means) >= 2 and all(key.format(k=k) in m for m in means.values() for key in cns_keys):
       for name, score in metrics_lib.cns(means, k).items():
         means[name][f'cns@{k}'] = score
-  titles = [title.format(k=k) for k in ks for title, _ in COMPARISON_COLUMNS]
+  titles = [title.format(k=k) + (' ↑' if up else ' ↓')
+            for k in ks for title, _, up in COMPARISON_COLUMNS]
+  best = {}
+  for k in ks:
+    for _, pattern, up in COMPARISON_COLUMNS:
+      key = pattern.format(k=k)
+      scored = [m[key] for m in means.values() if key in m and not np.isnan(m[key])]
+      if len(scored) > 1:
+        best[key] = max(scored) if up else min(scored)
   lines = ['| run | seeds | ' + ' | '.join(titles) + ' |', '|---' * (len(titles) + 2) + '|']
   for name, runs in rows.items():
     cells = []
     for k in ks:
-      for _, pattern in COMPARISON_COLUMNS:
+      for _, pattern, _ in COMPARISON_COLUMNS:
         key = pattern.format(k=k)
         values = [r[key] for r in runs if key in r]
         if key.startswith('cns'):
-          cells.append(_fmt(means[name].get(key, float('nan'))))
+          cell = _fmt(means[name].get(key, float('nan')))
         elif len(values) > 1:
-          cells.append(_mean_std(values))
+          cell = _mean_std(values, key)
         else:
-          cells.append(_fmt(values[0] if values else float('nan')))
+          cell = _fmt(values[0] if values else float('nan'), key)
+        cells.append(f'**{cell}**' if key in best and means[name].get(key) == best[key]
+                     else cell)
     lines.append(f'| {name} | {len(runs)} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
@@ -148,7 +177,9 @@ def collect(root: str, split: str = 'test') -> dict[str, list[dict[str, float]]]
   under root."""
   if not os.path.isdir(root):
     raise FileNotFoundError(f'{root}: no such directory of runs.')
-  found = list(_runs(root))
+  rank = lambda method: METHOD_ORDER.index(method) if method in METHOD_ORDER else len(
+      METHOD_ORDER)
+  found = sorted(_runs(root), key=lambda run: (rank(run[1].get('method')), run[0]))
   # One row per (name, dataset, protocol): runs of two datasets are never pooled.
   settings = {}
   for _, result in found:
@@ -182,15 +213,26 @@ def _runs(root: str):
       yield os.path.dirname(path), json.load(f)
 
 
-def _mean_std(values) -> str:
+def _mean_std(values, metric: str = '') -> str:
   """'mean ± sample std', the std with the mean's decimals."""
   mean, std = np.mean(values), np.std(values, ddof=1)
-  return f'{_fmt(mean)} ± ' + (f'{std:.1f}' if abs(mean) >= 100 else _fmt(std))
+  decimals = _decimals(mean, metric)
+  return f'{mean:.{decimals}f} ± {std:.{decimals}f}'
 
 
-def _fmt(x: float) -> str:
+# Counts print as integers (a mean of counts with one decimal), popularity (ARP) and anything
+# of 100 or more with one decimal, rates and scores with four.
+_COUNTS = ('head_slots', 'tail_slots', 'empty_slots', 'num_users', 'num_tail_users')
+
+
+def _decimals(x: float, metric: str) -> int:
+  base = metric.split('@')[0]
+  if base in _COUNTS:
+    return 0 if float(x).is_integer() else 1
+  return 1 if base == 'arp' or abs(x) >= 100 else 4
+
+
+def _fmt(x: float, metric: str = '') -> str:
   if x is None or np.isnan(x):
     return '–'
-  if abs(x) >= 100:
-    return f'{x:.1f}'
-  return f'{x:.4f}'
+  return f'{x:.{_decimals(x, metric)}f}'
