@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import matplotlib
 import numpy as np
 import pytest
 
@@ -179,11 +180,41 @@ def test_timing_table_leaves_validation_pauses_out(tmp_path):
   assert '| LC-Rec | 1 | 5 | 30 |' in tables.timing_table(str(tmp_path))
 
 
-def test_pareto_labels_of_nearby_markers_are_stacked_not_overlapped():
-  labels = ['a' * 10, 'b' * 10, 'c' * 10]
-  # a and b share a marker position; c is far to the right on the same line.
-  offsets = plots._label_offsets(np.array([[0., 100.], [0., 100.], [500., 100.]]), labels, 7)
-  assert offsets == [3.0, -5.0, 3.0]
+@pytest.mark.parametrize('figure', ['composition', 'group_hit_rates', 'pareto'])
+def test_figures_show_every_row_apart_with_seed_spread(figure, monkeypatch):
+  """The 20 rows of the Ghost table, 3 seeds each: distinct colours, no two drawn labels
+  overlapping, error bars, and the dataset in the title."""
+  names = ['Pop', 'SASRec', 'LC-Rec', 'LC-Rec (per prefix)', 'LC-Rec (prompt)', 'TIGER',
+           'LETTER (lcrec)', 'IFairLRS-RW', 'IFairLRS-RR', 'Augmentation', 'Substitution',
+           'Ghost', 'Ghost (per prefix)', 'Ghost w/o AUO', 'Ghost w/o SKT', 'RQK-4', 'RQK-6',
+           'RQK-4-6', 'LC-Rec (CF SIDs)', 'Ghost (CF SIDs)']
+  rng = np.random.default_rng(0)
+  rows = {}
+  for name in names:  # nearby means on purpose: labels must still not collide
+    rows[name] = [{'ndcg@10': 0.05 + 0.001 * rng.random(), 'ndcg@10/tail': 0.01 * rng.random(),
+                   'mgu@10': rng.random(), 'head_slots@10': 900.0, 'tail_slots@10': 43.0 + s,
+                   **{f'hr@10/group{g}': rng.random() for g in range(5)}} for s in range(3)]
+  figures = []
+  monkeypatch.setattr(plots, '_save', lambda fig, path: figures.append(fig) or path)
+  args = (rows, 10, 5, 'x.png') if figure == 'group_hit_rates' else (rows, 10, 'x.png')
+  getattr(plots, figure)(*args, where='MovieLens-100k, test split')
+  fig = figures[0]
+  fig.tight_layout()
+  fig.canvas.draw()
+  renderer = fig.canvas.get_renderer()
+  texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text()]
+  boxes = [t.get_window_extent(renderer) for t in texts]
+  for i in range(len(boxes)):
+    for j in range(i + 1, len(boxes)):
+      assert not boxes[i].overlaps(boxes[j]), (texts[i].get_text(), texts[j].get_text())
+  assert 'MovieLens-100k, test split' in fig.axes[0].get_title()
+  ax = fig.axes[0]
+  colours = {tuple(np.round(c.get_facecolor()[0], 3)) for c in ax.collections
+             if len(c.get_facecolor())} | {tuple(np.round(p.get_facecolor(), 3))
+                                           for p in ax.patches}
+  assert len(colours) >= (2 if figure == 'composition' else len(names))
+  assert any(isinstance(c, matplotlib.collections.LineCollection) for c in ax.collections)
+  matplotlib.pyplot.close(fig)
 
 
 def test_report_orders_rows_as_the_papers_marks_directions_and_the_best(tmp_path):

@@ -1,5 +1,12 @@
-"""PNG figures of a comparison: head/tail composition of the recommendation lists, hit rate
-per popularity group, and overall-vs-tail NDCG (the Pareto view of Ghost's Fig. 2)."""
+"""PNG figures of a comparison: head/tail shares of the recommendation lists, hit rate per
+popularity group, and overall-vs-tail NDCG (the Pareto view of Ghost's Fig. 2).
+
+Every figure takes rows = {row name: [metrics of each seed]} and shows the seed spread (error
+bars of one sample std, and each seed as a faint point where it is a scatter), gives every row
+its own colour, names the dataset and split in its title (`where`, e.g. 'MovieLens-100k,
+test split'), and keeps its labels apart: names go in legends or on rotated tick labels, never
+as free text beside the markers.
+"""
 
 from __future__ import annotations
 
@@ -12,84 +19,97 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 
-def _means(rows: dict[str, list[dict]], key: str) -> np.ndarray:
-  return np.array([np.mean([r.get(key, np.nan) for r in runs]) for runs in rows.values()])
+def palette(n: int) -> list:
+  """n distinct colours: tab10 up to 10 rows, tab20 up to 20, then evenly spaced hues."""
+  if n <= 10:
+    return [plt.get_cmap('tab10')(i) for i in range(n)]
+  if n <= 20:
+    return [plt.get_cmap('tab20')(i) for i in range(n)]
+  return [plt.get_cmap('hsv')(i / n) for i in range(n)]
 
 
-def composition(rows: dict[str, list[dict]], k: int, path: str) -> str:
-  """Stacked bars: head and tail items among all top-k slots (mean over seeds)."""
+def _stats(runs: list[dict], key: str) -> tuple[float, float]:
+  """(mean, sample std; 0 for one seed) of `key` over the runs that have it."""
+  values = [r[key] for r in runs if key in r]
+  if not values:
+    return np.nan, np.nan
+  return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def composition(rows: dict[str, list[dict]], k: int, path: str, where: str = '') -> str:
+  """Stacked bars: the shares of head and tail items among the filled top-k slots (mean over
+  seeds; error bar: the tail share's sample std)."""
   names = list(rows)
-  head, tail = _means(rows, f'head_slots@{k}'), _means(rows, f'tail_slots@{k}')
-  fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 4))
-  ax.bar(names, head, label='head items', color='#4c72b0')
-  ax.bar(names, tail, bottom=head, label='tail items', color='#dd8452')
-  for i, (h, t) in enumerate(zip(head, tail)):
-    ax.text(i, h + t, f'{t / max(h + t, 1):.0%} tail', ha='center', va='bottom', fontsize=8)
-  ax.set_ylabel(f'slots in all top-{k} lists')
-  ax.set_title(f'Head/tail composition of the top-{k} recommendations')
-  ax.legend()
-  plt.setp(ax.get_xticklabels(), rotation=30, ha='right')
+  shares = []
+  for runs in rows.values():
+    per_seed = [r[f'tail_slots@{k}'] / max(r[f'tail_slots@{k}'] + r[f'head_slots@{k}'], 1)
+                for r in runs if f'tail_slots@{k}' in r and f'head_slots@{k}' in r]
+    shares.append((np.mean(per_seed) if per_seed else np.nan,
+                   np.std(per_seed, ddof=1) if len(per_seed) > 1 else 0.0))
+  tail, spread = np.array(shares).T
+  fig, ax = plt.subplots(figsize=(7, 0.3 * len(names) + 1.5))
+  y = np.arange(len(names))[::-1]  # the first row on top
+  ax.barh(y, 1 - tail, label='head items', color='#4c72b0')
+  ax.barh(y, tail, left=1 - tail, label='tail items', color='#dd8452', xerr=spread,
+          capsize=2, error_kw={'elinewidth': 1})
+  ax.set_yticks(y, names)
+  ax.set_xlim(0, 1)
+  ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+  ax.set_xlabel(f'share of all top-{k} slots')
+  ax.set_title(_title(f'Head/tail share of the top-{k} recommendations', where))
+  ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=8)
   return _save(fig, path)
 
 
-def group_hit_rates(rows: dict[str, list[dict]], k: int, num_groups: int, path: str) -> str:
-  """Grouped bars: HR@k of test users by the popularity group of their target."""
+def group_hit_rates(rows: dict[str, list[dict]], k: int, num_groups: int, path: str,
+                    where: str = '') -> str:
+  """Grouped bars: HR@k of test users by the popularity group of their target (error bars:
+  sample std over seeds)."""
   names = list(rows)
   width = 0.8 / len(names)
-  fig, ax = plt.subplots(figsize=(2 + 1.5 * num_groups, 4))
-  for i, name in enumerate(names):
-    values = [np.mean([r.get(f'hr@{k}/group{g}', np.nan) for r in rows[name]])
-              for g in range(num_groups)]
-    ax.bar(np.arange(num_groups) + i * width, values, width, label=name)
-  ax.set_xticks(np.arange(num_groups) + 0.4 - width / 2)
-  ax.set_xticklabels([f'group {g}' + (' (most popular)' if g == 0 else '')
-                      for g in range(num_groups)])
+  fig, ax = plt.subplots(figsize=(3 + 1.6 * num_groups, 4))
+  for i, (name, colour) in enumerate(zip(names, palette(len(names)))):
+    stats = np.array([_stats(rows[name], f'hr@{k}/group{g}') for g in range(num_groups)])
+    ax.bar(np.arange(num_groups) + i * width, stats[:, 0], width, yerr=stats[:, 1],
+           label=name, color=colour, capsize=2, error_kw={'elinewidth': 0.8})
+  ax.set_xticks(np.arange(num_groups) + 0.4 - width / 2,
+                [f'group {g}' + (' (most popular)' if g == 0 else '') for g in range(num_groups)])
   ax.set_ylabel(f'HR@{k}')
-  ax.set_title(f'Hit rate by popularity group of the target (HR@{k})')
-  ax.legend(fontsize=8)
+  ax.set_title(_title(f'Hit rate by popularity group of the target (HR@{k})', where))
+  ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=8)
   return _save(fig, path)
 
 
-def pareto(rows: dict[str, list[dict]], k: int, path: str) -> str:
-  """Scatter: NDCG@k overall vs tail, MGU@k as the marker size label."""
-  fig, ax = plt.subplots(figsize=(5, 4))
-  overall, tail = _means(rows, f'ndcg@{k}'), _means(rows, f'ndcg@{k}/tail')
-  mgu = _means(rows, f'mgu@{k}')
-  ax.scatter(overall, tail, s=40)
-  labels = [f'{name} (MGU {m:.3f})' for name, m in zip(rows, mgu)]
-  ax.autoscale_view()  # the data limits the labels are placed in
-  points = ax.transData.transform(np.stack([overall, tail], 1)) * 72 / fig.dpi
-  label_size = 7
-  offsets = _label_offsets(points, labels, label_size)
-  for label, xy, dy in zip(labels, zip(overall, tail), offsets):
-    ax.annotate(label, xy, fontsize=label_size, xytext=(3, dy), textcoords='offset points')
+def pareto(rows: dict[str, list[dict]], k: int, path: str, where: str = '') -> str:
+  """Scatter: NDCG@k overall against tail, each seed a faint point, each row's mean a marker
+  with one-std error bars; MGU@k in the legend."""
+  names = list(rows)
+  fig, ax = plt.subplots(figsize=(8, 4.5))
+  for name, colour in zip(names, palette(len(names))):
+    runs = rows[name]
+    seeds = [(r[f'ndcg@{k}'], r[f'ndcg@{k}/tail']) for r in runs
+             if f'ndcg@{k}' in r and f'ndcg@{k}/tail' in r]
+    if not seeds:
+      continue
+    ax.scatter(*zip(*seeds), s=12, color=colour, alpha=0.3, linewidths=0)
+    (x, dx), (y, dy) = _stats(runs, f'ndcg@{k}'), _stats(runs, f'ndcg@{k}/tail')
+    mgu = _stats(runs, f'mgu@{k}')[0]
+    ax.errorbar(x, y, xerr=dx, yerr=dy, fmt='o', color=colour, markersize=6, capsize=2,
+                label=f'{name} (MGU {mgu:.3f}, {len(runs)} seed{"s" * (len(runs) > 1)})')
   ax.set_xlabel(f'NDCG@{k} overall')
   ax.set_ylabel(f'NDCG@{k} tail')
-  ax.set_title('Overall vs tail accuracy')
+  ax.set_title(_title('Overall vs tail accuracy', where))
+  ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=7)
   return _save(fig, path)
 
 
-def _label_offsets(points, labels, fontsize: float) -> list[float]:
-  """Vertical label offsets (in points) so that labels of nearby markers do not overlap.
-
-  Labels are placed from the top marker down; one that would overlap a placed label moves
-  down a line at a time. Widths are estimated from the character count.
-  """
-  placed, offsets = [], [0.0] * len(labels)
-  for i in sorted(range(len(labels)), key=lambda i: -points[i][1]):
-    x, y = points[i]
-    right, dy = x + 0.55 * fontsize * len(labels[i]), 3.0
-    while any(x < x1 and x0 < right and abs(y + dy - y1) < fontsize + 1
-              for x0, x1, y1 in placed):
-      dy -= fontsize + 1
-    placed.append((x, right, y + dy))
-    offsets[i] = dy
-  return offsets
+def _title(text: str, where: str) -> str:
+  return f'{text}\n{where}' if where else text
 
 
 def _save(fig, path: str) -> str:
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  fig.savefig(path, dpi=120, bbox_inches='tight')  # legends outside the axes stay in
   plt.close(fig)
   return path
