@@ -38,43 +38,46 @@ def unlikelihood(log_probs: jax.Array, valid: jax.Array) -> jax.Array:
 _NEG = -1e30  # large finite negative for padded columns and the running max's start
 
 
-def _table_chunks(table: jax.Array, chunk_size: int):
-  """table [I, D] -> (chunks [N, C, D] zero-padded, valid [N, C]) with C = chunk_size."""
-  num, dim = table.shape
-  chunk = max(1, min(chunk_size, num))
-  count = -(-num // chunk)
-  padded = jnp.pad(table, ((0, count * chunk - num), (0, 0)))
-  valid = jnp.arange(count * chunk) < num
-  return padded.reshape(count, chunk, dim), valid.reshape(count, chunk)
+def _chunk_starts(num_items: int, chunk_size: int):
+  """(chunk width C, starts [N], first_new [N]): chunk n reads rows starts[n] .. + C of the
+  table; the last one is moved back to end at the last row (no padded copy of the table),
+  and its rows below first_new[n] were read by the chunk before, so they are masked."""
+  chunk = max(1, min(chunk_size, num_items))
+  count = -(-num_items // chunk)
+  first_new = jnp.arange(count, dtype=jnp.int32) * chunk
+  return chunk, jnp.minimum(first_new, num_items - chunk), first_new
 
 
-def _chunk_logits(queries, chunk, valid):
-  logits = jnp.einsum('BD,CD->BC', queries, chunk.astype(jnp.float32))
-  return jnp.where(valid[None, :], logits, _NEG)
+def _chunk_logits(queries, table, start, first_new, chunk):
+  rows = jax.lax.dynamic_slice_in_dim(table, start, chunk).astype(jnp.float32)  # [C, D]
+  logits = jnp.einsum('BD,CD->BC', queries, rows)
+  new = start + jnp.arange(chunk) >= first_new
+  return jnp.where(new[None, :], logits, _NEG), rows
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def chunked_logsumexp(queries: jax.Array, table: jax.Array, chunk_size: int) -> jax.Array:
   """[B] log Σ_i exp(queries[b] · table[i]) over every row i of table [I, D], computed
   chunk_size rows at a time (values and gradients equal the unchunked
-  logsumexp(queries @ table.T, axis=1) up to float32 rounding)."""
+  logsumexp(queries @ table.T, axis=1) up to float32 rounding). Besides the table and its
+  gradient, memory is O(B · chunk_size)."""
   return _chunked_logsumexp_fwd(queries, table, chunk_size)[0]
 
 
 def _chunked_logsumexp_fwd(queries, table, chunk_size):
   q = queries.astype(jnp.float32)
-  chunks, valid = _table_chunks(table, chunk_size)
+  chunk, starts, first_new = _chunk_starts(table.shape[0], chunk_size)
 
   def body(carry, xs):
     run_max, run_sum = carry
-    logits = _chunk_logits(q, *xs)  # [B, C]
+    logits, _ = _chunk_logits(q, table, *xs, chunk)  # [B, C]
     new_max = jnp.maximum(run_max, logits.max(axis=1))
     run_sum = (run_sum * jnp.exp(run_max - new_max)
                + jnp.exp(logits - new_max[:, None]).sum(axis=1))
     return (new_max, run_sum), None
 
   start = (jnp.full(q.shape[:1], _NEG, jnp.float32), jnp.zeros(q.shape[:1], jnp.float32))
-  (run_max, run_sum), _ = jax.lax.scan(body, start, (chunks, valid))
+  (run_max, run_sum), _ = jax.lax.scan(body, start, (starts, first_new))
   lse = run_max + jnp.log(run_sum)
   return lse, (queries, table, lse)
 
@@ -82,18 +85,22 @@ def _chunked_logsumexp_fwd(queries, table, chunk_size):
 def _chunked_logsumexp_bwd(chunk_size, residuals, g):
   queries, table, lse = residuals
   q = queries.astype(jnp.float32)
-  chunks, valid = _table_chunks(table, chunk_size)
+  chunk, starts, first_new = _chunk_starts(table.shape[0], chunk_size)
   g = g.astype(jnp.float32)
 
-  def body(grad_q, xs):
-    chunk, chunk_valid = xs
-    # d lse_b / d logit_bi = softmax_bi; padded columns have probability 0.
-    weights = jnp.exp(_chunk_logits(q, chunk, chunk_valid) - lse[:, None]) * g[:, None]
-    grad_q = grad_q + jnp.einsum('BC,CD->BD', weights, chunk.astype(jnp.float32))
-    return grad_q, jnp.einsum('BC,BD->CD', weights, q)
+  def body(carry, xs):
+    grad_q, grad_table = carry
+    start, new_from = xs
+    logits, rows = _chunk_logits(q, table, start, new_from, chunk)
+    # d lse_b / d logit_bi = softmax_bi; masked (already counted) rows have probability 0.
+    weights = jnp.exp(logits - lse[:, None]) * g[:, None]  # [B, C]
+    grad_q = grad_q + jnp.einsum('BC,CD->BD', weights, rows)
+    grad_rows = jax.lax.dynamic_slice_in_dim(grad_table, start, chunk) + jnp.einsum(
+        'BC,BD->CD', weights, q).astype(grad_table.dtype)
+    return (grad_q, jax.lax.dynamic_update_slice_in_dim(grad_table, grad_rows, start, 0)), None
 
-  grad_q, grad_chunks = jax.lax.scan(body, jnp.zeros_like(q), (chunks, valid))
-  grad_table = grad_chunks.reshape(-1, table.shape[1])[:table.shape[0]]
+  (grad_q, grad_table), _ = jax.lax.scan(
+      body, (jnp.zeros_like(q), jnp.zeros(table.shape, jnp.float32)), (starts, first_new))
   return grad_q.astype(queries.dtype), grad_table.astype(table.dtype)
 
 
