@@ -30,6 +30,10 @@ TABLE_1 = ('Pop', 'SASRec', 'LC-Rec', 'LC-Rec (per prefix)', 'LC-Rec (prompt)', 
            'Substitution', 'Ghost', 'Ghost (per prefix)')
 TABLE_2 = ('Ghost', 'Ghost w/o AUO', 'Ghost w/o SKT', 'LC-Rec', 'RQK-4', 'RQK-6', 'RQK-4-6',
            'Ghost (per prefix)', 'LC-Rec (per prefix)', 'RQK-4 (per prefix)')
+# Beyond the paper: item-level scoring (SimGR) beside the per-prefix generative rows, on
+# LC-Rec's SIDs and on Ghost's SKT SIDs (does item-level scoring remove the branching-point
+# bias SKT targets?).
+SIMGR_ROWS = ('LC-Rec (per prefix)', 'SimGR', 'Ghost (per prefix)', 'SimGR (SKT SIDs)')
 # Diagnostic (not in the paper): the same rows with SIDs built from SASRec item vectors instead
 # of item text, to see how much the text embeddings limit the SID-based rows.
 CF_ROWS = ('LC-Rec', 'LC-Rec (CF SIDs)', 'Ghost', 'Ghost (CF SIDs)', 'LETTER (lcrec)')
@@ -88,6 +92,11 @@ def get_sweep(variant: str, root: str) -> list[dict]:
         ('Ghost (per prefix)', f'configs/ghost_ins.py:{variant}',
          {'train.example_kind': 'prefix'}),
         ('RQK-4 (per prefix)', f'configs/lcrec_ins.py:{variant}_rqk4_prefix', {}),
+        # SimGR: an item-level softmax over the catalogue on LC-Rec's decoder (its SID heads
+        # trained jointly for experiments/simgr_diagnostics.py), per prefix like the rows
+        # above; on LC-Rec's RQ-VAE SIDs and on Ghost's SKT SIDs.
+        ('SimGR', f'configs/simgr_ins.py:{variant}', {}),
+        ('SimGR (SKT SIDs)', f'configs/simgr_ins.py:{variant}_skt', {}),
     ]
   sasrec = os.path.join(root, 'SASRec', 'seed0')
   sweep = [{'name': n, 'config': c, 'overrides': o} for n, c, o in rows]
@@ -120,6 +129,9 @@ def report(root: str, out: str) -> str:
     parts += ['## Ghost (per prefix) against LC-Rec (per prefix)',
               tables.direction_table(rows, 'Ghost (per prefix)', 'LC-Rec (per prefix)',
                                      PAPER_INS)]
+  if 'SimGR' in rows or 'SimGR (SKT SIDs)' in rows:
+    parts += ['## Item-level scoring (SimGR) beside the per-prefix generative rows',
+              tables.comparison_table({n: rows[n] for n in SIMGR_ROWS if n in rows})]
   if 'Ghost (CF SIDs)' in rows and 'LC-Rec (CF SIDs)' in rows:
     parts += ['## Diagnostic: SIDs from SASRec item vectors instead of item text',
               tables.comparison_table({n: rows[n] for n in CF_ROWS if n in rows}),
