@@ -61,7 +61,7 @@ def describe(dataset: Dataset) -> str:
       f'{log["raw_items"]:,} items): {log.get("duplicates_removed", 0):,} duplicates and '
       f'{log["kcore_removed_interactions"]:,} interactions ({log["kcore_removed_users"]:,} '
       f'users, {log["kcore_removed_items"]:,} items) removed by k-core '
-      f'in {log["kcore_rounds"]} rounds.',
+      f'in {log["kcore_rounds"]} round{"s" * (log["kcore_rounds"] != 1)}.',
   ]
   if log['dropped_while_reading']:
     lines.append(f'  records skipped while reading: {log["dropped_while_reading"]}')

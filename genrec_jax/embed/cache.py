@@ -118,9 +118,9 @@ def _item_embeddings(embed_config: ml_collections.ConfigDict, dataset: Dataset,
 
   without_text = sum(1 for fields in dataset.item_text
                      if not item_text.has_text(fields, template))
-  print(f'Item embeddings ({source}, template {template}): {dataset.num_items:,} items, '
-        f'{without_text:,} without text (embedded from the placeholder "Item <id>", '
-        'no semantic signal).')
+  print(f'Item embeddings ({source}, template {template}): {dataset.num_items:,} items' + (
+      f', {without_text:,} of them without text (embedded from the placeholder "Item <id>", '
+      'no semantic signal).' if without_text else '.'))
   if os.path.exists(path):
     embeddings = np.load(path, allow_pickle=False)
     if embeddings.shape[0] == dataset.num_items:

@@ -68,18 +68,28 @@ def _walk(tail_tokens: np.ndarray, head_tokens: np.ndarray):
 
 
 def describe(table: SIDTable, is_head: np.ndarray) -> str:
-  lines = [f'SIDs: {table.num_items:,} items, {table.num_levels} levels '
-           f'{dict(zip(table.level_names, table.level_sizes))}, vocabulary {table.vocab_size}, '
-           f'length {table.lengths.min()}-{table.max_len} tokens; collision rate before '
-           f'dedup {100 * table.info.get("collision_rate", 0.0):.2f}%.']
-  for u in code_usage(table):
-    lines.append(f'  level {u["level"]}: {u["items"]:,} items, {100 * u["codes_used"]:.1f}% '
-                 f'of {u["size"]} codes used, perplexity {u["perplexity"]:.1f}')
+  """The SID statistics in words, as `--mode=tokenize` prints them."""
+  method = table.info.get('method', '')
+  lines = [f'SIDs{f" ({method})" if method else ""}: {table.num_items:,} items, vocabulary '
+           f'{table.vocab_size}, {_range(table.lengths.min(), table.max_len)} tokens per item; '
+           f'collision rate before the dedup level {100 * table.info.get("collision_rate", 0.0):.2f}%.']
+  for level, u in enumerate(code_usage(table)):
+    tail_only = u['items'] and not (table.codes[is_head, level] >= 0).any()
+    lines.append(f'  level {u["level"]} ({u["size"]} codes{", tail items only" * tail_only}): '
+                 f'{u["items"]:,} items, {100 * u["codes_used"]:.1f}% of the codes used, '
+                 f'perplexity {u["perplexity"]:.1f}')
   b = branching(table, is_head)
   if b:
+    exit_steps = (f'at step {b["skeleton_exit_step_mean"]:.0f}'
+                  if b['skeleton_exit_distinct_steps'] == 1 else
+                  f'at {b["skeleton_exit_distinct_steps"]:.0f} different steps (mean '
+                  f'{b["skeleton_exit_step_mean"]:.2f} ± {b["skeleton_exit_step_std"]:.2f})')
     lines.append(
-        f'  tail SIDs: {b["head_divergence_steps_mean"]:.2f} steps with a diverging head '
-        f'on average; leave the head skeleton at step {b["skeleton_exit_step_mean"]:.2f} '
-        f'± {b["skeleton_exit_step_std"]:.2f} ({b["skeleton_exit_distinct_steps"]:.0f} '
-        'distinct steps)')
+        f'  the {b["tail_items"]:,.0f} tail SIDs: on average {b["head_divergence_steps_mean"]:.2f} '
+        'of their steps have a head item that shared the prefix choose another token; they '
+        f'leave the head skeleton (the prefixes of head SIDs) {exit_steps}, counting from 0.')
   return '\n'.join(lines)
+
+
+def _range(low: int, high: int) -> str:
+  return f'{low}' if low == high else f'{low}-{high}'
