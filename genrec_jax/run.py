@@ -8,8 +8,10 @@ into the workdir.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import time
 from typing import Any, NamedTuple
 
 from absl import logging
@@ -62,13 +64,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   writer = MetricWriter(workdir)
 
   # ------------------------------------------------------------------------- train/fit --
+  train_dir, phase_seconds = workdir, {}  # train_dir: the last training phase's workdir
   if not method.trainable:
     params = method.init(jax.random.PRNGKey(config.seed))
   elif eval_only:
     params = best_params(config, method, workdir, '--mode=eval')
+    method, params, train_dir = later_phases(config, method, dataset, workdir, params)
   else:
-    validate = lambda p: evaluate(method, p, dataset, 'valid', config.eval, config.seed)
-    params = loop.fit(config, method, dataset, workdir, validate_fn=validate, writer=writer)
+    method, params, train_dir, phase_seconds = fit_phases(config, method, dataset, workdir,
+                                                          writer)
 
   # ------------------------------------------------------------------------ evaluation --
   protocol = protocol_description(config.eval)
@@ -80,7 +84,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     splits['valid'] = tuned_valid
   for split in config.eval.splits:
     if split == 'valid' and method.trainable and split not in splits:  # best params' valid
-      splits[split] = loop.best_validation_metrics(workdir, config.eval.ks)
+      splits[split] = loop.best_validation_metrics(train_dir, config.eval.ks)
     if not splits.get(split):
       splits[split] = evaluate(method, params, dataset, split, config.eval, config.seed)
     writer.write(-1, f'final_{split}', splits[split])
@@ -90,9 +94,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   results = {'name': config.name, 'method': config.method, 'seed': config.seed,
              'dataset': dataset.name, 'statistics': dataset.statistics(),
              'protocol': protocol, 'splits': splits, **extra}
+  if len(phase_seconds) > 1:  # methods that train in phases: the time each took here
+    results['phase_seconds'] = phase_seconds
   if is_writer:
     write_results(results, config.eval.ks, workdir)
   return results
+
+
+def fit_phases(config, method, dataset, workdir: str, writer):
+  """Trains `method` in `workdir`, then each Phase its next_phase hook hands on, in
+  workdir/<phase name>/ from the previous phase's best params (methods.Phase).
+
+  Returns (the last phase's method, its params, its workdir, {phase: seconds this process
+  spent on it; '<name> setup' is its next_phase call, e.g. GENPLUGIN's retrieval}).
+  """
+  def validate(method):
+    return lambda p: evaluate(method, p, dataset, 'valid', config.eval, config.seed)
+  start = time.time()
+  params = loop.fit(config, method, dataset, workdir, validate_fn=validate(method),
+                    writer=writer)
+  seconds = {'train': time.time() - start}
+  while True:
+    start = time.time()
+    phase = method.next_phase(params, dataset, workdir)
+    if phase is None:
+      return method, params, workdir, seconds
+    seconds[f'{phase.name} setup'] = time.time() - start
+    method, workdir = phase.method, os.path.join(workdir, phase.name)
+    phase_config = config.copy_and_resolve_references()
+    phase_config.train = phase.train
+    phase_writer = MetricWriter(workdir)
+    start = time.time()
+    params = loop.fit(phase_config, method, dataset, workdir, validate_fn=validate(method),
+                      writer=phase_writer, init_params=params)
+    phase_writer.close()
+    seconds[phase.name] = time.time() - start
+
+
+def later_phases(config, method, dataset, workdir: str, params):
+  """(method, best params, workdir) of a trained run's last phase, walking the phases
+  (Method.next_phase) from its first phase's best params `params`."""
+  while (phase := method.next_phase(params, dataset, workdir)) is not None:
+    method, workdir = phase.method, os.path.join(workdir, phase.name)
+    params = best_params(config, method, workdir, workdir)
+  return method, params, workdir
 
 
 class WorkdirError(ValueError):
@@ -162,6 +207,9 @@ def build_method(config: ml_collections.ConfigDict, dataset, workdir: str):
   elif 'embeddings' in module.SPEC.needs:
     inputs = methods.BuildInputs(embeddings=item_embeddings(
         config.embed, dataset, workdir, cf_vectors=cf_vectors(config, dataset)))
+  if 'user_vectors' in module.SPEC.needs and config.embed.cf_run:
+    inputs = dataclasses.replace(inputs,
+                                 user_vectors=run_user_vectors(config.embed.cf_run, dataset))
   return module.build(config, dataset, inputs)
 
 
@@ -173,9 +221,10 @@ class LoadedRun(NamedTuple):
 
 
 def load_run(workdir: str, config: ml_collections.ConfigDict | None = None,
-             dataset=None) -> LoadedRun:
+             dataset=None, phases: bool = True) -> LoadedRun:
   """A finished run: its config (config.json unless given), dataset (unless given; from the
-  workdir's cache), method (SIDs from the workdir's cache) and best params."""
+  workdir's cache), method (SIDs from the workdir's cache) and best params; of its last
+  training phase (methods.Phase), or with phases=False of the method's own training."""
   if config is None:
     path = os.path.join(workdir, 'config.json')
     if not os.path.exists(path):
@@ -192,6 +241,8 @@ def load_run(workdir: str, config: ml_collections.ConfigDict | None = None,
   method = build_method(config, dataset, workdir)
   params = (method.init(jax.random.PRNGKey(config.seed)) if not method.trainable
             else best_params(config, method, workdir, workdir))
+  if method.trainable and phases:
+    method, params, _ = later_phases(config, method, dataset, workdir, params)
   return LoadedRun(config, dataset, method, params)
 
 
@@ -221,6 +272,23 @@ def run_item_vectors(run_dir: str, dataset) -> np.ndarray:
     raise ConfigError(f'embed.cf_run={run_dir}: {vectors.shape[0]} item vectors but the '
                       f'dataset has {dataset.num_items} items; use a run on the same data.')
   return vectors
+
+
+def run_user_vectors(run_dir: str, dataset, batch_size: int = 256) -> np.ndarray:
+  """[U, d] user vectors of the finished run in `run_dir` (embed.cf_run): its user state
+  after each user's training items (the valid split's history, so never a valid or test
+  item)."""
+  run = load_run(run_dir, dataset=dataset)
+  if not hasattr(run.method, 'user_states'):
+    raise ConfigError(f'embed.cf_run={run_dir}: method {run.config.method} has no user '
+                      'states; use a SASRec run.')
+  if run.dataset.num_users != dataset.num_users:
+    raise ConfigError(f'embed.cf_run={run_dir}: {run.dataset.num_users} users but the '
+                      f'dataset has {dataset.num_users}; use a run on the same data.')
+  history = dataset.histories('valid')[0]
+  states = jax.jit(run.method.user_states)
+  return np.concatenate([np.asarray(states(run.params, history[i:i + batch_size]), np.float32)
+                         for i in range(0, len(history), batch_size)])
 
 
 def write_results(results: dict, ks, workdir: str) -> str:

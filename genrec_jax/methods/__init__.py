@@ -20,7 +20,9 @@ Families (declared, never guessed from config keys):
                  validation asks decode.beam_size >= max(eval.ks) and eval.mask_history off
                  (a beam over SIDs cannot leave out past items exactly).
 `needs`: 'sids' runs the embed and tokenize stages first (BuildInputs.sids and .embeddings);
-'embeddings' the embed stage only.
+'embeddings' the embed stage only; 'user_vectors' reads the user vectors of the finished run
+embed.cf_run, when set (BuildInputs.user_vectors: SASRec's user states over each user's
+training items; GENPLUGIN's collaborative retrieval).
 
 The `Method` built (subclass `Method` below: it holds the optional hooks' defaults):
   trainable: bool
@@ -37,6 +39,14 @@ The `Method` built (subclass `Method` below: it holds the optional hooks' defaul
       -> (valid metrics or None, results record)    # the validation split (IFairLRS-RR's λ)
   item_vectors(params) -> [I, d] or None            # hook: learned item vectors, for other
                                                     # runs' embed.cf_run (SASRec's)
+  train_loss(params, batch, rng, epoch)             # hook: the loss the training loop
+      -> (loss, metrics)                            # minimises; epoch = optimizer step / steps
+                                                    # per epoch of this phase (float32 scalar,
+                                                    # traced); default loss_fn (GENPLUGIN's
+                                                    # substitution starts at an epoch)
+  next_phase(params, dataset, workdir)              # hook: training that continues from this
+      -> Phase | None                               # method's best params (GENPLUGIN's
+                                                    # retrieval fine-tuning); see Phase
 
 A batch is a dict of arrays: 'user' [B], 'history' [B, H] (left-padded with -1), 'target'
 [B], and for ranking 'exclude' [B, E] (items never to recommend, -1 padded).
@@ -55,7 +65,7 @@ import jax
 import numpy as np
 
 FAMILIES = ('statistical', 'sequential', 'generative')
-NEEDS = ('sids', 'embeddings')
+NEEDS = ('sids', 'embeddings', 'user_vectors')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +84,20 @@ class BuildInputs:
   """What `build` receives besides the config and dataset (per the module's SPEC.needs)."""
   sids: Any = None  # tokenize.sid_table.SIDTable
   embeddings: np.ndarray | None = None  # [I, d] item vectors of the embed stage
+  user_vectors: np.ndarray | None = None  # [U, d] user vectors of the run embed.cf_run
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  """A training phase after a method's own (its `next_phase` hook returns it): `method`
+  trains with `train` as config.train, starting from the previous phase's best params, in
+  workdir/<name>/ (its own checkpoints, metrics.jsonl, TensorBoard events). A resumed or
+  eval-only run walks the phases again from the saved params, so next_phase must give the
+  same phase for the same params (cache what it computes under workdir/<name>/). The last
+  phase's method and best params are the run's."""
+  name: str
+  method: Any  # Method
+  train: Any  # ml_collections.ConfigDict
 
 
 class Method:
@@ -92,6 +116,15 @@ class Method:
 
   def item_vectors(self, params) -> jax.Array | None:
     del params
+    return None
+
+  def train_loss(self, params, batch: dict, rng: jax.Array,
+                 epoch: jax.Array) -> tuple[jax.Array, dict]:
+    del epoch
+    return self.loss_fn(params, batch, rng)
+
+  def next_phase(self, params, dataset, workdir: str) -> Phase | None:
+    del params, dataset, workdir
     return None
 
   def init(self, rng: jax.Array) -> Any:

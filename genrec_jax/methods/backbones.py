@@ -24,15 +24,47 @@ Item-level methods (SimGR) read a user state from the same backbone with two mor
   token_embeddings(params) -> [V, D] the input token embedding table
   state_logits(params, states [..., D]) -> [..., V] the output head on decoder states (a
       decoder-only LM's states over history + SID tokens give the SID's logits in one pass)
+Methods that change what the decoder reads (GENPLUGIN: a language view of the history,
+retrieved users, mixed decoder inputs) use the same forward pass in two halves:
+  encode(params, history, rng) -> Memory: what the decoder reads of the history
+  decode(params, memory, inputs [B, R, L-1], rng, embeddings=None)
+      -> (logits [B, R, L, V] as continuation_logits, context [B, S, D]: the states at the
+         memory positions: the encoder output given, or the decoder's own hidden states);
+         `embeddings` [B, R, L-1, D] replace the inputs' embeddings (ids still mark padding)
+  continuation_logits(params, history, inputs, rng) = decode(encode(history), inputs)[0]
+  prefill(params, history, max_decode_len, memory) with extra Memory read before the history
 """
 
 from __future__ import annotations
+
+import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from genrec_jax.models import t5 as t5_lib
 from genrec_jax.models import transformer as transformer_lib
+
+
+class Memory(NamedTuple):
+  """What a decoder reads before it generates: states [B, S, D], mask [B, S] (True = real).
+
+  Encoder–decoder: the encoder output its cross-attention reads; decoder-only: the prompt's
+  input vectors, which the LM's own layers read. Memories concatenate along S.
+  """
+  states: jax.Array
+  mask: jax.Array
+
+  @staticmethod
+  def concat(*memories: Memory) -> Memory:
+    return Memory(jnp.concatenate([m.states for m in memories], axis=1),
+                  jnp.concatenate([m.mask for m in memories], axis=1))
+
+
+def _input_embeddings(backbone, params, tokens):
+  """The decoder's input embeddings [..., D] of token ids [...] (negative ids embed as 0)."""
+  return jnp.take(backbone.token_embeddings(params), jnp.maximum(tokens, 0), axis=0)
 
 
 class DecoderBackbone:
@@ -48,19 +80,37 @@ class DecoderBackbone:
     return self.model.init(rng, jnp.zeros((1, 1), jnp.int32))['params']
 
   def continuation_logits(self, params, history, inputs, rng):
+    return self.decode(params, self.encode(params, history, rng), inputs, rng)[0]
+
+  def encode(self, params, history, rng):
     del rng  # no dropout in the LLM backbones
+    return Memory(_input_embeddings(self, params, history), history >= 0)
+
+  def decode(self, params, memory, inputs, rng, embeddings=None):
+    del rng
+    apply = functools.partial(self.model.apply, {'params': params})
+    hidden_states = transformer_lib.Transformer.hidden_states
     batch, num_cont, length = inputs.shape[0], inputs.shape[1], inputs.shape[2] + 1
-    first_logits, cache = transformer_lib.prefill(
-        self.model, params, history, history >= 0, history.shape[1] + length - 1)
+    prompt_len = memory.mask.shape[1]
+    cache = transformer_lib.init_cache(self.model.config, batch, prompt_len + length - 1)
+    context, cache = apply(jnp.zeros(memory.mask.shape, jnp.int32), None, memory.mask, cache,
+                           embedded=memory.states, method=hidden_states)
+    last = prompt_len - 1 - jnp.argmax(memory.mask[:, ::-1], axis=1)  # last real prompt slot
+    first_logits = apply(jnp.take_along_axis(context, last[:, None, None], axis=1),
+                         method=transformer_lib.Transformer.logits)[:, 0]
     if length == 1:
       return jnp.broadcast_to(first_logits[:, None, None], (batch, num_cont, 1,
-                                                            first_logits.shape[-1]))
+                                                            first_logits.shape[-1])), context
     cache = jax.tree.map(lambda x: jnp.repeat(x, num_cont, axis=0), cache)
     inputs = inputs.reshape(batch * num_cont, length - 1)
-    out = self.model.apply({'params': params}, inputs, mask=inputs >= 0, cache=cache)
-    rest = out.logits.reshape(batch, num_cont, length - 1, -1)
+    if embeddings is not None:
+      embeddings = embeddings.reshape(batch * num_cont, length - 1, -1)
+    hidden, _ = apply(inputs, None, inputs >= 0, cache, embedded=embeddings,
+                      method=hidden_states)
+    rest = apply(hidden, method=transformer_lib.Transformer.logits)
+    rest = rest.reshape(batch, num_cont, length - 1, -1)
     first = jnp.broadcast_to(first_logits[:, None, None], (batch, num_cont, 1, rest.shape[-1]))
-    return jnp.concatenate([first, rest], axis=2)
+    return jnp.concatenate([first, rest], axis=2), context
 
   def sequence_logits(self, params, tokens, valid, rng):
     del rng
@@ -70,9 +120,14 @@ class DecoderBackbone:
     return self.model.apply({'params': params}, tokens, valid, branches, starts,
                             method=transformer_lib.Transformer.branch_logits)
 
-  def prefill(self, params, history, max_decode_len):
-    return transformer_lib.prefill_shared(self.model, params, history, history >= 0,
-                                          max_decode_len)
+  def prefill(self, params, history, max_decode_len, memory=None):
+    if memory is None:
+      return transformer_lib.prefill_shared(self.model, params, history, history >= 0,
+                                            max_decode_len)
+    prompt = Memory.concat(memory, self.encode(params, history, None))
+    return self.model.apply({'params': params}, jnp.zeros(prompt.mask.shape, jnp.int32),
+                            prompt.mask, max_decode_len, embedded=prompt.states,
+                            method=transformer_lib.Transformer.prefill_shared)
 
   def decode_step(self, params, tokens, cache, shared):
     return transformer_lib.decode_step(self.model, params, tokens, cache, shared)
@@ -103,23 +158,39 @@ class EncoderDecoderBackbone:
                            jnp.zeros((1, 1), jnp.int32))['params']
 
   def continuation_logits(self, params, history, inputs, rng):
+    return self.decode(params, self.encode(params, history, rng), inputs, rng)[0]
+
+  def encode(self, params, history, rng):
+    return Memory(self.history_states(params, history, rng), history >= 0)
+
+  def decode(self, params, memory, inputs, rng, embeddings=None):
     batch, num_cont, length = inputs.shape[0], inputs.shape[1], inputs.shape[2] + 1
     train = rng is not None
     rngs = {'dropout': rng} if train else {}
-    mask = history >= 0
-    encoded = self.model.apply({'params': params}, history, mask, train, method=t5_lib.T5.encode,
-                               rngs=rngs)
     repeat = lambda x: jnp.repeat(x, num_cont, axis=0)
     starts = jnp.full((batch * num_cont, 1), self.start_token, inputs.dtype)
-    inputs = jnp.concatenate([starts, inputs.reshape(batch * num_cont, length - 1)], axis=1)
-    logits = self.model.apply({'params': params}, inputs, repeat(encoded), repeat(mask), train,
-                              method=t5_lib.T5.decode, rngs=rngs)
-    return logits.reshape(batch, num_cont, length, -1)
+    if embeddings is None:
+      inputs = jnp.concatenate([starts, inputs.reshape(batch * num_cont, length - 1)], axis=1)
+      logits = self.model.apply({'params': params}, inputs, repeat(memory.states),
+                                repeat(memory.mask), train, method=t5_lib.T5.decode, rngs=rngs)
+    else:
+      embedded = jnp.concatenate([_input_embeddings(self, params, starts),
+                                  embeddings.reshape(batch * num_cont, length - 1, -1)], axis=1)
+      logits = self.model.apply({'params': params}, embedded, repeat(memory.states),
+                                repeat(memory.mask), train, method=t5_lib.T5.decode_embedded,
+                                rngs=rngs)
+    return logits.reshape(batch, num_cont, length, -1), memory.states
 
-  def prefill(self, params, history, max_decode_len):
-    logits, cache = t5_lib.prefill(self.model, params, history, history >= 0, max_decode_len,
-                                   self.start_token)
-    return logits, cache, None  # the encoder states travel in the per-beam cache
+  def prefill(self, params, history, max_decode_len, memory=None):
+    if memory is None:
+      logits, cache = t5_lib.prefill(self.model, params, history, history >= 0, max_decode_len,
+                                     self.start_token)
+      return logits, cache, None  # the encoder states travel in the per-beam cache
+    memory = Memory.concat(memory, self.encode(params, history, None))
+    cache = t5_lib.init_cache(self.model.config, memory.states, memory.mask, max_decode_len)
+    start = jnp.full((history.shape[0],), self.start_token, jnp.int32)
+    logits, cache = t5_lib.decode_step(self.model, params, start, cache)
+    return logits, cache, None
 
   def decode_step(self, params, tokens, cache, shared):
     del shared

@@ -107,6 +107,11 @@ class GenerativeRecommender(Method):
       return history_tokens(self.item_tokens, history)
     return self.instructions.seqrec_prompt(history)
 
+  def prompt(self, batch):
+    """What the backbone reads of a batch's users: their prompt tokens (a method whose
+    backbone reads more, e.g. GENPLUGIN's retrieved users, overrides this)."""
+    return self.prompt_tokens(batch['history'])
+
   def init(self, rng):
     return self.backbone.init(rng)
 
@@ -155,19 +160,26 @@ class GenerativeRecommender(Method):
     return self._prefix_outputs(params, batch, rng)
 
   def _prefix_outputs(self, params, batch, rng):
-    hist = self.prompt_tokens(batch['history'])
-    targets = batch['target']
-    labels = item_tokens_of(self.item_tokens, targets)[:, None]  # [B, R, L]
-    if self.branching is not None:
-      branch_tokens = item_tokens_of(self.item_tokens, self.branch_items[targets])  # [B, K, L]
-      labels = jnp.concatenate([labels, branch_tokens], axis=1)
+    labels = self.prefix_labels(batch['target'])
     # logits[:, r, i] is the distribution of token i of continuation r.
-    logits = self.backbone.continuation_logits(params, hist, labels[..., :-1], rng)
+    logits = self.backbone.continuation_logits(params, self.prompt(batch), labels[..., :-1], rng)
+    return self.prefix_target_outputs(batch['target'], labels, logits)
+
+  def prefix_labels(self, targets):
+    """[B, R, L] SID tokens teacher-forced per example: the target's, then its branches'."""
+    labels = item_tokens_of(self.item_tokens, targets)[:, None]  # [B, 1, L]
+    if self.branching is None:
+      return labels
+    branch_tokens = item_tokens_of(self.item_tokens, self.branch_items[targets])  # [B, K, L]
+    return jnp.concatenate([labels, branch_tokens], axis=1)
+
+  def prefix_target_outputs(self, targets, labels, logits) -> TargetOutputs:
+    """TargetOutputs of per-prefix examples from the logits [B, R, L, V] of `labels`."""
     log_probs = target_log_probs(logits, labels)  # [B, R, L]
     out = TargetOutputs(items=targets, counted=jnp.ones(targets.shape, bool),
                         nll=-log_probs[:, 0].sum(-1))
     if self.branching is not None:
-      out.branch_targets, out.branch_tokens = targets, branch_tokens
+      out.branch_targets, out.branch_tokens = targets, labels[:, 1:]
       out.branch_active = self.branching.branch_active(targets)
       out.branch_log_probs, out.to_targets = log_probs[:, 1:], lambda rows: rows
     return out
@@ -242,17 +254,17 @@ class GenerativeRecommender(Method):
     if k > self.beam_size:
       raise ValueError(f'top {k} asked of a beam of {self.beam_size}: set decode.beam_size '
                        f'>= max(eval.ks).')
-    hist = self.prompt_tokens(batch['history'])
-    first_logits, cache, shared = self.backbone.prefill(params, hist, self.trie.max_len)
+    first_logits, cache, shared = self.backbone.prefill(params, self.prompt(batch),
+                                                        self.trie.max_len)
     step = lambda tokens, cache, _: self.backbone.decode_step(params, tokens, cache, shared)
-    items, scores = beam_search(step, cache, self.trie, batch_size=hist.shape[0],
+    items, scores = beam_search(step, cache, self.trie, batch_size=batch['history'].shape[0],
                                 beam_size=self.beam_size, first_logits=first_logits)
     return items[:, :k], scores[:, :k]
 
   @functools.partial(jax.jit, static_argnums=(0,))
   def score_items(self, params, batch, items):
     """Sequence log-probability of each candidate item (sampled-negatives protocol)."""
-    hist = self.prompt_tokens(batch['history'])
     candidates = item_tokens_of(self.item_tokens, items)  # [B, C, L]
-    logits = self.backbone.continuation_logits(params, hist, candidates[..., :-1], None)
+    logits = self.backbone.continuation_logits(params, self.prompt(batch), candidates[..., :-1],
+                                               None)
     return target_log_probs(logits, candidates).sum(-1)

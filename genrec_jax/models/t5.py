@@ -422,6 +422,12 @@ class T5(nn.Module):
              train: bool = False) -> jax.Array:
     """Teacher-forced logits [B, T, V] given the encoder output [B, S, D]."""
     embedded = self.shared.encode(jnp.maximum(decoder_tokens, 0))
+    return self.decode_embedded(embedded, encoded, encoder_mask, train)
+
+  def decode_embedded(self, embedded: jax.Array, encoded: jax.Array, encoder_mask: jax.Array,
+                      train: bool = False) -> jax.Array:
+    """Teacher-forced logits [B, T, V] of decoder input vectors [B, T, D] (token embeddings,
+    or mixtures of them: GENPLUGIN's substitution)."""
     hidden, _ = self.decoder(embedded, encoded, encoder_mask, train=train)
     return self.logits(hidden)
 

@@ -140,9 +140,12 @@ class Transformer(nn.Module):
 
   def hidden_states(self, tokens: jax.Array, positions: jax.Array | None = None,
                     mask: jax.Array | None = None, cache: Cache | None = None,
-                    prompt: Cache | None = None) -> tuple[jax.Array, Cache | None]:
+                    prompt: Cache | None = None,
+                    embedded: jax.Array | None = None) -> tuple[jax.Array, Cache | None]:
     """(final-norm hidden states [B, T, D], updated cache); arguments as in __call__, and
-    a shared `prompt` read before the cache (see the module doc)."""
+    a shared `prompt` read before the cache (see the module doc). `embedded` [B, T, D]:
+    input vectors used instead of the tokens' embeddings (soft prompts, GENPLUGIN's mixed
+    decoder inputs); the tokens then only give the shape."""
     batch, length = tokens.shape
     mask = jnp.ones((batch, length), bool) if mask is None else mask.astype(bool)
     query_steps = jnp.arange(length)
@@ -163,7 +166,8 @@ class Transformer(nn.Module):
       attn_mask = (key_slots[None, None, :] <= query_slots[:, :, None]) & key_mask[:, None, :]
 
     # Padding ids may be anything (e.g. -1): embed token 0 there instead.
-    x = self.embedder.encode(jnp.where(mask, tokens, 0))  # [B, T, D]
+    x = (self.embedder.encode(jnp.where(mask, tokens, 0)) if embedded is None
+         else embedded.astype(self.config.dtype))  # [B, T, D]
     layer_caches = []
     for i, layer in enumerate(self.layers):
       layer_cache = None if cache is None else cache['layers'][i]
@@ -188,28 +192,28 @@ class Transformer(nn.Module):
       logits = self.lm_head(hidden)
     return nn.with_logical_constraint(logits, ('batch', 'length', 'vocab'))
 
-  def prefill(self, tokens: jax.Array, mask: jax.Array,
-              max_len: int | None = None) -> tuple[jax.Array, Cache]:
+  def prefill(self, tokens: jax.Array, mask: jax.Array, max_len: int | None = None,
+              embedded: jax.Array | None = None) -> tuple[jax.Array, Cache]:
     """Runs a (left- or right-) padded prompt batch into a fresh cache of max_len slots.
 
     Returns (logits [B, V] at each row's last real token, cache). Decoding then continues
-    at slot T with each row's own next position.
+    at slot T with each row's own next position. `embedded`: as in hidden_states.
     """
     batch, length = tokens.shape
     max_len = length if max_len is None else max_len
     if max_len < length:
       raise ValueError(f'max_len={max_len} is shorter than the prompt length {length}.')
     cache = init_cache(self.config, batch, max_len)
-    hidden, cache = self.hidden_states(tokens, None, mask, cache)
+    hidden, cache = self.hidden_states(tokens, None, mask, cache, embedded=embedded)
     last = length - 1 - jnp.argmax(mask[:, ::-1].astype(bool), axis=1)  # [B]
     last_hidden = jnp.take_along_axis(hidden, last[:, None, None], axis=1)  # [B, 1, D]
     return self.logits(last_hidden)[:, 0], cache
 
-  def prefill_shared(self, tokens: jax.Array, mask: jax.Array,
-                     decode_len: int) -> tuple[jax.Array, Cache, Cache]:
+  def prefill_shared(self, tokens: jax.Array, mask: jax.Array, decode_len: int,
+                     embedded: jax.Array | None = None) -> tuple[jax.Array, Cache, Cache]:
     """Like prefill, but returns (logits [B, V], a cache for `decode_len` new tokens that a
     beam search repeats per beam, the prompt that decode_step reads shared)."""
-    logits, full = self.prefill(tokens, mask)
+    logits, full = self.prefill(tokens, mask, embedded=embedded)
     cache = init_cache(self.config, tokens.shape[0], decode_len)
     cache['position'] = full['position']
     return logits, cache, {'mask': full['mask'], 'layers': full['layers']}

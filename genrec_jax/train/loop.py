@@ -2,8 +2,9 @@
 
   setup       mesh, optimizer, state created sharded
   data        grain iterator (process-local share), global batches
-  restore     resume this workdir > params from train.init_from > scratch
-  step        jitted, donated; flat dict of scalar metrics; non-finite loss stops the run
+  restore     resume this workdir > a previous phase's params > train.init_from > scratch
+  step        jitted, donated; method.train_loss(params, batch, rng, epoch); flat dict of
+              scalar metrics; non-finite loss stops the run
   loop        progress bar, logging, validation + early stopping, checkpoints, SIGTERM
   finish      best params back for the test evaluation
 """
@@ -33,10 +34,12 @@ class NonFiniteLossError(FloatingPointError):
   pass
 
 
-def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None):
+def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None,
+        init_params=None):
   """Trains `method`; returns the params to test (best validation, else the last).
 
   validate_fn(params) -> metrics dict on the validation split (or None to skip validation).
+  init_params: params to start from when the workdir has no checkpoint (a previous phase's).
   """
   tc = config.train
   writer = writer or MetricWriter(workdir)
@@ -77,6 +80,8 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None):
     dropped = writer.drop_after(int(state.step))
     _say(f'Resumed from step {int(state.step)}' +
          (f' ({dropped} metrics.jsonl lines after it dropped)' if dropped else ''))
+  elif init_params is not None:
+    state = state.replace(params=jax.device_put(init_params, shardings.params))
   elif tc.init_from:
     params = checkpoint_lib.params_from_run(
         tc.init_from, state.params, shardings.params,
@@ -85,7 +90,8 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None):
     _say(f'Params initialised from {tc.init_from}')
 
   # ------------------------------------------------------------------------------ step --
-  train_step = jax.jit(make_train_step(method, tx, schedule, tc.grad_accum_steps),
+  train_step = jax.jit(make_train_step(method, tx, schedule, tc.grad_accum_steps,
+                                       steps_per_epoch),
                        donate_argnums=0, out_shardings=(shardings, None))
 
   # ------------------------------------------------------------------------------ loop --
@@ -143,11 +149,12 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None):
   return params
 
 
-def make_train_step(method, tx, schedule, grad_accum_steps: int = 1):
+def make_train_step(method, tx, schedule, grad_accum_steps: int = 1, steps_per_epoch: int = 1):
   """(state, batch, rng) -> (state, metrics): loss, grads, optimizer update (jit it)."""
   def train_step(state, batch, rng):
+    epoch = state.step.astype(jnp.float32) / steps_per_epoch
     def loss_fn(params):
-      return method.loss_fn(params, batch, rng)
+      return method.train_loss(params, batch, rng, epoch)
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = jax.tree.map(jnp.add, state.params, updates)
