@@ -34,6 +34,9 @@ TABLE_2 = ('Ghost', 'Ghost w/o AUO', 'Ghost w/o SKT', 'LC-Rec', 'RQK-4', 'RQK-6'
 # LC-Rec's SIDs and on Ghost's SKT SIDs (does item-level scoring remove the branching-point
 # bias SKT targets?).
 SIMGR_ROWS = ('LC-Rec (per prefix)', 'SimGR', 'Ghost (per prefix)', 'SimGR (SKT SIDs)')
+# GENPLUGIN (issue 20) beside the row it wraps, all trained per example.
+GENPLUGIN_ROWS = (('LC-Rec (per prefix)', 'LC-Rec + GENPLUGIN'), ('TIGER', 'TIGER + GENPLUGIN'),
+                  ('Ghost (per prefix)', 'Ghost + GENPLUGIN'))
 # Diagnostic (not in the paper): the same rows with SIDs built from SASRec item vectors instead
 # of item text, to see how much the text embeddings limit the SID-based rows.
 CF_ROWS = ('LC-Rec', 'LC-Rec (CF SIDs)', 'Ghost', 'Ghost (CF SIDs)', 'LETTER (lcrec)')
@@ -97,11 +100,19 @@ def get_sweep(variant: str, root: str) -> list[dict]:
         # above; on LC-Rec's RQ-VAE SIDs and on Ghost's SKT SIDs.
         ('SimGR', f'configs/simgr_ins.py:{variant}', {}),
         ('SimGR (SKT SIDs)', f'configs/simgr_ins.py:{variant}_skt', {}),
+        # GENPLUGIN around the per-prefix LC-Rec and Ghost rows and TIGER (two phases; the
+        # second retrieves users by SASRec seed 0's user vectors).
+        ('LC-Rec + GENPLUGIN', f'configs/genplugin_ins.py:{variant}_lcrec', {}),
+        ('TIGER + GENPLUGIN', f'configs/genplugin_ins.py:{variant}_tiger', {}),
+        ('Ghost + GENPLUGIN', f'configs/genplugin_ins.py:{variant}_ghost', {}),
     ]
   sasrec = os.path.join(root, 'SASRec', 'seed0')
   sweep = [{'name': n, 'config': c, 'overrides': o} for n, c, o in rows]
   for row in sweep:
     if row['name'] == 'LETTER (lcrec)':
+      row['overrides']['embed.cf_run'] = sasrec
+      row['needs'] = [('SASRec', 0)]
+    if row['name'].endswith('+ GENPLUGIN'):
       row['overrides']['embed.cf_run'] = sasrec
       row['needs'] = [('SASRec', 0)]
     if row['name'].endswith('(CF SIDs)'):
@@ -137,6 +148,12 @@ def report(root: str, out: str) -> str:
               tables.comparison_table({n: rows[n] for n in CF_ROWS if n in rows}),
               '### Ghost (CF SIDs) against LC-Rec (CF SIDs)',
               tables.direction_table(rows, 'Ghost (CF SIDs)', 'LC-Rec (CF SIDs)')]
+  plugged = [(x, y) for x, y in GENPLUGIN_ROWS if x in rows and y in rows]
+  if plugged:
+    parts += ['## X + GENPLUGIN beside X (per example)',
+              tables.comparison_table({n: rows[n] for pair in plugged for n in pair})]
+    for x, y in plugged:
+      parts += [f'### {y} against {x}', tables.direction_table(rows, y, x)]
   parts += ['## Run times on this machine (shared by the sweep\'s parallel jobs)',
             tables.timing_table(root)]
   figures = [plots.composition(table_1, 10, f'{out}_composition.png'),
