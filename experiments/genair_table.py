@@ -23,6 +23,10 @@ import os
 import sys
 
 BACKBONES = (('SASRec', 'sasrec'), ('BERT4Rec', 'bert4rec'), ('GRU4Rec', 'gru4rec'))
+# The GenAIR rows: on SmolLM2's archetypes (the method), and on MiniLM of the item metadata
+# alone (an ablation without archetypes: the adapter and the calibration on a static text
+# table, the kind of encoding the paper argues archetypes improve on).
+GENAIR_ROWS = (('+ GenAIR', {}), ('+ GenAIR (item text)', {'embed.source': 'minilm'}))
 SAMPLED_RECORD = 'results_sampled.json'
 
 
@@ -31,8 +35,9 @@ def get_sweep(variant: str, root: str) -> list[dict]:
   variant = variant or 'cpu'
   rows = [{'name': name, 'config': f'configs/genair_ins.py:{variant}_{bb}_plain',
            'overrides': {}} for name, bb in BACKBONES]  # the plain rows need no archetypes
-  rows += [{'name': f'{name} + GenAIR', 'config': f'configs/genair_ins.py:{variant}_{bb}',
-            'overrides': {}} for name, bb in BACKBONES]
+  rows += [{'name': f'{name} {suffix}', 'config': f'configs/genair_ins.py:{variant}_{bb}',
+            'overrides': dict(overrides)} for suffix, overrides in GENAIR_ROWS
+           for name, bb in BACKBONES]
   return rows
 
 
@@ -89,15 +94,15 @@ def _collect_sampled(keep: str) -> dict[str, list[dict]]:
 
 def _paired(rows: dict[str, list[dict]], metrics=('hr@10', 'ndcg@10', 'hr@20',
                                                      'ndcg@20')) -> str:
-  """Per backbone and metric: without, with, the change of the means, and each seed's
-  change (paired by seed)."""
-  lines = ['| backbone | metric | without | with GenAIR | change | per seed (with − without) |',
+  """Per backbone, GenAIR row and metric: without, with, the change of the means, and
+  each seed's change (paired by seed)."""
+  lines = ['| row | metric | without | with | change | per seed (with − without) |',
            '|---|---|---|---|---|---|']
-  for name, _ in BACKBONES:
-    if name not in rows or f'{name} + GenAIR' not in rows:
+  for (name, _), (suffix, _) in ((b, g) for g in GENAIR_ROWS for b in BACKBONES):
+    if name not in rows or f'{name} {suffix}' not in rows:
       continue
     base = {r['seed']: r for r in rows[name]}
-    ours = {r['seed']: r for r in rows[f'{name} + GenAIR']}
+    ours = {r['seed']: r for r in rows[f'{name} {suffix}']}
     seeds = sorted(set(base) & set(ours))
     if not seeds:
       continue
@@ -106,14 +111,15 @@ def _paired(rows: dict[str, list[dict]], metrics=('hr@10', 'ndcg@10', 'hr@20',
       o = [ours[s][metric] for s in seeds]
       mean_b, mean_o = sum(b) / len(b), sum(o) / len(o)
       per_seed = ', '.join(f'{s}: {o_ - b_:+.4f}' for s, b_, o_ in zip(seeds, b, o))
-      lines.append(f'| {name} | {metric} | {mean_b:.4f} | {mean_o:.4f} | '
+      lines.append(f'| {name} {suffix} | {metric} | {mean_b:.4f} | {mean_o:.4f} | '
                    f'{(mean_o - mean_b) / mean_b:+.1%} | {per_seed} |')
   return '\n'.join(lines)
 
 
 def _table(rows: dict[str, list[dict]], metrics=('hr@10', 'ndcg@10', 'hr@20',
                                                     'ndcg@20')) -> str:
-  order = [n for name, _ in BACKBONES for n in (name, f'{name} + GenAIR') if n in rows]
+  order = [n for name, _ in BACKBONES
+           for n in (name, *(f'{name} {suffix}' for suffix, _ in GENAIR_ROWS)) if n in rows]
   lines = ['| run | seeds | ' + ' | '.join(metrics) + ' |', '|---' * (len(metrics) + 2) + '|']
   for name in order:
     cells = []
