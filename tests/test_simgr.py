@@ -2,6 +2,7 @@
 against brute force, the loss against the full softmax, the item-level AUO against its
 formula, the parallel score by hand, the enumerated exact distribution, and beam recall."""
 
+import copy
 import math
 
 import flax.linen as nn
@@ -18,6 +19,7 @@ from genrec_jax.methods import backbones
 from genrec_jax.methods import simgr
 from genrec_jax.methods.generative import GenerativeRecommender
 from genrec_jax.methods.loss_terms import auo_token_mask
+from genrec_jax.models import t5 as t5_lib
 from genrec_jax.models import transformer as transformer_lib
 from genrec_jax.models.transformer_config import TransformerConfig
 from genrec_jax.tokenize.sid_table import SIDTable
@@ -36,7 +38,7 @@ def _brute_topk(scores, k, exclude=None):
   return out
 
 
-@pytest.mark.parametrize('chunk', [None, 1, 3, 7, 64])
+@pytest.mark.parametrize('chunk', [None, 1, 7])
 def test_similarity_topk_equals_brute_force_masked_and_unmasked(chunk):
   rng = np.random.default_rng(0)
   queries = rng.integers(-2, 3, (4, 3)).astype(np.float32)  # small integers: many ties
@@ -177,28 +179,37 @@ def tiny():
            'target': jnp.asarray([3, 0, 5, 6, 1], jnp.int32)}
   batch['history'] = batch['history'].at[0, 0].set(-1)
   return {'make': make, 'method': method, 'params': params, 'batch': batch,
-          'distractors': distractors, 'is_head': is_head}
+          'distractors': distractors, 'is_head': is_head, 'sids': sids}
 
 
 def test_simgr_loss_equals_the_full_softmax_of_its_similarities(tiny):
   method, params, batch = tiny['method'], tiny['params'], tiny['batch']
-  scores = jax.jit(method.similarity_scores)(params, batch)  # [B, I] cos(u, v) / τ
-  item_ce = -jax.nn.log_softmax(scores)[jnp.arange(5), batch['target']]
-  sid_nll = method.generator.target_outputs(params['backbone'], batch, None).nll
-  log_p = method.position_log_probs(params, method.user_states(params, batch['history']))
-  classes = method.classes[batch['target']]  # [B, P]
-  parallel = -jnp.take_along_axis(log_p, classes[..., None], -1)[..., 0].sum(-1)
+
+  @jax.jit
+  def reference(params):
+    scores = method.similarity_scores(params, batch)  # [B, I] cos(u, v) / τ
+    item_ce = -jax.nn.log_softmax(scores)[jnp.arange(5), batch['target']]
+    sid_nll = method.generator.target_outputs(params['backbone'], batch, None).nll
+    log_p = method.position_log_probs(params, method.user_states(params, batch['history']))
+    classes = method.classes[batch['target']]  # [B, P]
+    parallel = -jnp.take_along_axis(log_p, classes[..., None], -1)[..., 0].sum(-1)
+    return scores, item_ce, sid_nll, parallel
+
+  scores, item_ce, sid_nll, parallel = reference(params)
   want = item_ce.mean() + 0.5 * sid_nll.mean() + 0.5 * parallel.mean()
-  loss, metrics = jax.jit(method.loss_fn)(params, batch, None)
+  # The chunked log-partition (3 items per chunk) gives the same values and gradients as one
+  # chunk over the catalogue.
+  one_chunk = tiny['make'](64)
+  step = lambda m: jax.jit(jax.value_and_grad(lambda p: m.loss_fn(p, batch, None),
+                                              has_aux=True))(params)
+  (loss, metrics), g3 = step(method)
+  (loss_64, _), g64 = step(one_chunk)
   np.testing.assert_allclose(loss, want, rtol=1e-5)
+  np.testing.assert_allclose(loss_64, want, rtol=1e-5)
   np.testing.assert_allclose(metrics['item_ce'], item_ce.mean(), rtol=1e-5)
   np.testing.assert_allclose(metrics['sid_nll'], sid_nll.mean(), rtol=1e-5)  # one pass
   # Cosine similarity over a temperature: scores lie in [-1/τ, 1/τ].
   assert np.abs(np.asarray(scores)).max() <= 1 / method.temperature + 1e-4
-  # The chunked log-partition gives the same gradients as one chunk over the catalogue.
-  one_chunk = tiny['make'](64)
-  g3 = jax.jit(jax.grad(lambda p: method.loss_fn(p, batch, None)[0]))(params)
-  g64 = jax.jit(jax.grad(lambda p: one_chunk.loss_fn(p, batch, None)[0]))(params)
   for a, b in zip(jax.tree.leaves(g3), jax.tree.leaves(g64)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
@@ -206,14 +217,20 @@ def test_simgr_loss_equals_the_full_softmax_of_its_similarities(tiny):
 def test_item_level_auo_is_its_formula_and_never_moves_the_targets_shared_tokens(tiny):
   method, params, batch = tiny['make'](3, auo_weight=1.0), tiny['params'], tiny['batch']
   auo = method.terms[-1]
-  out = simgr.ItemLevelOutputs(
-      targets=batch['target'], states=method.user_states(params, batch['history']),
-      queries=None, table=method.item_vectors(params))
-  out.queries = method.queries(out.states)
-  out.vectors_of = lambda items, free: method._item_side(
-      method.raw_item_vectors(params, items, free))
-  values, _ = auo(out)
-  probs = jax.nn.softmax(method.similarity_scores(params, batch))
+
+  @jax.jit
+  def auo_values(p):
+    out = simgr.ItemLevelOutputs(
+        targets=batch['target'], states=method.user_states(p, batch['history']),
+        queries=None, table=method.item_vectors(p))
+    out.queries = method.queries(out.states)
+    out.vectors_of = lambda items, free: method._item_side(
+        method.raw_item_vectors(p, items, free))
+    return auo(out)[0]
+
+  values = auo_values(params)
+  scores_of = jax.jit(method.similarity_scores)
+  probs = jax.nn.softmax(np.asarray(scores_of(params, batch), np.float64))
   for b, v in enumerate(np.asarray(batch['target'])):
     want = 0.0 if tiny['is_head'][v] else -sum(
         math.log(1 - float(probs[b, d])) for d in tiny['distractors'][v] if d >= 0)
@@ -248,10 +265,11 @@ def test_item_level_auo_is_its_formula_and_never_moves_the_targets_shared_tokens
         total = total - jnp.log1p(-jnp.exp(log_p))
     return total
 
-  np.testing.assert_allclose(jax.jit(auo_alone)(params), jax.jit(reference)(params),
-                             rtol=1e-5)
-  got = jax.jit(jax.grad(auo_alone))(params)['backbone']['embedder']['embedding']
-  want = jax.jit(jax.grad(reference))(params)['backbone']['embedder']['embedding']
+  value, got = jax.jit(jax.value_and_grad(auo_alone))(params)
+  want_value, want = jax.jit(jax.value_and_grad(reference))(params)
+  np.testing.assert_allclose(value, want_value, rtol=1e-5)
+  got = got['backbone']['embedder']['embedding']
+  want = want['backbone']['embedder']['embedding']
   # float32 noise of the chunked vs full log-partition is ~1e-5 on entries up to ~7; a
   # missing stop-gradient would move the shared rows by O(0.1).
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
@@ -271,8 +289,6 @@ def test_beam_recall_reaches_one_when_the_beam_covers_the_catalogue(tiny):
   for k in (1, 3, num_items):
     np.testing.assert_array_equal(distribution.topk_recall(exact, items, k), 1.0)
   np.testing.assert_allclose(distribution.missed_mass(exact, items), 0.0, atol=1e-12)
-  narrow, _ = method.beam_topk(params, batch, 2, 2)
-  assert (distribution.topk_recall(exact, np.asarray(narrow), 4) <= 0.5).all()
   nodes = jnp.asarray(sid_distribution.trie_paths(method.generator.trie, SKT_TOKENS))
   on_trie = np.asarray(method.ar_scores(params, batch['history'], 3, 'trie', nodes))
   np.testing.assert_allclose(np.exp(on_trie).sum(1), 1.0, rtol=1e-5)
@@ -295,3 +311,99 @@ def test_beam_estimate_kl_and_spearman_by_hand():
   rho = distribution.spearman(exact, np.log(est))[0]
   want = np.corrcoef([4, 3, 2, 1], [4, 2.5, 1, 2.5])[0, 1]
   np.testing.assert_allclose(rho, want)
+
+
+@pytest.mark.slow
+def test_simgr_on_the_t5_encoder_mean_pools_it_and_masks_past_items(tiny):
+  """TIGER's encoder: u is the mean of its states over the history tokens; the decoder is
+  the AR head; the exact top-K never returns an excluded item."""
+  model = t5_lib.T5(t5_lib.T5Config(vocab_size=16, d_model=16, num_heads=2, head_dim=8,
+                                    d_ff=32, num_encoder_layers=1, num_decoder_layers=1,
+                                    dropout=0.0))
+  generator = GenerativeRecommender(backbones.EncoderDecoderBackbone(model, start_token=8),
+                                    tiny['sids'], len(SKT_TOKENS), max_history=3, beam_size=4,
+                                    token_base=0)
+  method = simgr.SimGR(generator, eos_token=7, num_sid_tokens=8, pool='mean',
+                       terms=[simgr.ItemSoftmaxCE(1.0, 3, sampled=False), simgr.SIDNLL(1.0)])
+  params = nn.unbox(jax.jit(method.init)(jax.random.PRNGKey(1)))
+  batch = {**tiny['batch'], 'exclude': jnp.asarray([[0, 1], [2, -1], [-1, -1], [3, 4],
+                                                     [5, 6]], jnp.int32)}
+
+  @jax.jit
+  def check(params):
+    tokens = generator.prompt_tokens(batch['history'])
+    states = model.apply({'params': params['backbone']}, tokens, tokens >= 0,
+                         method=t5_lib.T5.encode)
+    valid = (tokens >= 0)[..., None]
+    u = (states * valid).sum(1) / valid.sum(1)
+    table = method.item_vectors(params)
+    scores = (u / jnp.linalg.norm(u, axis=1, keepdims=True)) @ table.T / method.temperature
+    item_ce = -jax.nn.log_softmax(scores)[jnp.arange(5), batch['target']]
+    nll = generator.target_outputs(params['backbone'], batch, None).nll
+    return method.loss_fn(params, batch, None)[0], (item_ce + nll).mean(), scores
+
+  loss, want, scores = check(params)
+  np.testing.assert_allclose(loss, want, rtol=1e-5)
+  items, _ = method.predict_topk(params, batch, 8)
+  np.testing.assert_array_equal(np.asarray(items),
+                                _brute_topk(np.asarray(scores), 8, np.asarray(batch['exclude'])))
+
+
+@pytest.mark.slow
+def test_simgr_on_a_pretrained_decoder_checkpoint(tiny, tmp_path):
+  """A Hugging Face checkpoint loaded as LC-Rec loads one (vocabulary extended with the SID
+  tokens): u is its last hidden state over the SID tokens (offset past its text vocabulary)."""
+  from tests import test_decoder  # pylint: disable=g-import-not-at-top
+  from genrec_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from genrec_jax.methods import BuildInputs  # pylint: disable=g-import-not-at-top
+  _, weights = test_decoder._write_checkpoint(str(tmp_path), 'qwen2')  # pylint: disable=protected-access
+  config = config_lib.base_config('simgr', 'synthetic')
+  config.model[('checkpoint' if 'checkpoint' in config.model else 'hf_dir')] = str(tmp_path)
+  num = len(SKT_TOKENS)
+  dataset = type('Toy', (), {'num_items': num, 'is_head': tiny['is_head'],
+                             'item_counts': np.ones(num), 'item_text': [{}] * num})()
+  config.data.max_history = 3
+  method = simgr.build(config, dataset, BuildInputs(sids=tiny['sids']))
+  params = nn.unbox(method.init(jax.random.PRNGKey(0)))
+  base = method.generator.token_base
+  assert base == 61  # the checkpoint's vocabulary, then the 8 SID tokens
+  table = np.asarray(params['backbone']['embedder']['embedding'])
+  np.testing.assert_allclose(table[:base], weights['model.embed_tokens.weight'], rtol=1e-6)
+  batch = tiny['batch']
+  tokens = method.generator.prompt_tokens(batch['history'])
+  assert int(tokens.max()) >= base  # SID tokens live past the text vocabulary
+  hidden = method.backbone.model.apply({'params': params['backbone']}, tokens, None,
+                                       tokens >= 0, return_hidden=True).hidden
+  np.testing.assert_allclose(method.user_states(params, batch['history']), hidden[:, -1],
+                             rtol=1e-5, atol=1e-5)
+  loss, _ = jax.jit(method.loss_fn)(params, batch, None)
+  assert np.isfinite(loss)
+
+
+@pytest.mark.slow
+def test_simgr_smoke_run_masks_past_items_exactly(tmp_path):
+  """configs/simgr_ins.py:smoke end to end with eval.mask_history, then every scorer of the
+  finished run: no past item is ever recommended (the beam scorer refuses the mask)."""
+  from genrec_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from genrec_jax import run  # pylint: disable=g-import-not-at-top
+  from genrec_jax.data.pipeline import eval_batches  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config_file('configs/simgr_ins.py:smoke_skt_auo')
+  config.data.synthetic.update(num_users=120, num_items=60)
+  config.data.kcore = 2
+  config.eval.mask_history = True
+  config.data.tfds_dir = str(tmp_path / 'tfds')
+  results = run.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert np.isfinite(results['splits']['test']['hr@10'])
+  loaded = run.load_run(str(tmp_path / 'run'))
+  batch, _ = next(eval_batches(loaded.dataset, 'test', 32, mask_history=True))
+  for scorer in ('similarity', 'parallel', 'exact', 'beam'):
+    method = copy.copy(loaded.method)  # a new object: jit keys on the method
+    method.scorer = scorer
+    if scorer == 'beam':
+      with pytest.raises(ValueError, match='cannot mask past items'):
+        method.predict_topk(loaded.params, batch, 10)
+      continue
+    items = np.asarray(method.predict_topk(loaded.params, batch, 10)[0])
+    assert (items >= 0).all()
+    for row, past in zip(items, batch['exclude']):
+      assert not set(row) & set(past[past >= 0]), scorer
