@@ -193,3 +193,25 @@ def test_sampled_negatives_never_include_a_history_item_or_the_positive(kind):
   for row, drawn in zip(rows[:, 1:] if kind == 'masked' else rows, negatives):
     assert not set(drawn.tolist()) & set(row[row >= 0].tolist())
     assert len(set(drawn.tolist())) == NUM_ITEMS - (row >= 0).sum()  # the rest, all drawn
+
+
+def test_masked_examples_resume_exactly_and_are_masked_anew_each_epoch(ds):
+  it = pipeline.train_iterator(ds, batch_size=4, seed=3, kind='masked', mask_prob=0.3)
+  for _ in range(2):
+    next(it)
+  state = it.get_state()
+  rest = [next(it) for _ in range(3)]
+  resumed = pipeline.train_iterator(ds, batch_size=4, seed=3, kind='masked', mask_prob=0.3)
+  resumed.set_state(state)
+  for a, b in zip(rest, [next(resumed) for _ in range(3)]):
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  per_epoch = pipeline.num_train_examples(ds, 'masked') // 4
+  one = pipeline.train_iterator(ds, batch_size=4, seed=3, kind='masked', mask_prob=0.3,
+                                num_epochs=2)
+  batches = [next(one) for _ in range(2 * per_epoch)]
+  masks = lambda part: {(int(u), tuple(np.where(l >= 0, l, t))): tuple(l >= 0)
+                        for b in part for u, t, l in zip(b['user'], b['tokens'], b['labels'])}
+  first, second = masks(batches[:per_epoch]), masks(batches[per_epoch:])
+  same_windows = set(first) & set(second)
+  assert same_windows and any(first[w] != second[w] for w in same_windows)
