@@ -3,6 +3,8 @@ r"""genrec_jax entry point.
   python -m genrec_jax.main --config=configs/pop_ml100k.py --workdir=runs/pop_ml100k
   python -m genrec_jax.main --config=configs/pop_ml100k.py --config.eval.mask_history=True ...
   python -m genrec_jax.main --mode=report --workdir=runs   # tables over every run in runs/
+  python -m genrec_jax.main --mode=eval --workdir=RUN --config=<RUN's config> \
+      --config.decode.beam_size=50 --out=RUN/ablations/beam50  # an ablation, no retraining
   python -m genrec_jax.main --mode=list                    # configs, variants, methods, datasets
   python -m genrec_jax.main --mode=show_config --config=configs/ghost_ins.py:cpu
 """
@@ -37,6 +39,8 @@ flags.DEFINE_string('coordinator_address', '', 'Multi-process runs without SLURM
                     'auto-detection: host:port of process 0.')
 flags.DEFINE_integer('num_processes', 0, 'With --coordinator_address.')
 flags.DEFINE_integer('process_id', -1, 'With --coordinator_address.')
+flags.DEFINE_string('out', None, '--mode=eval: where the results go (default <workdir>/eval); '
+                    'the trained run\'s own results are never overwritten.')
 flags.DEFINE_list('ks', ['10'], '--mode=report: the cutoffs K of the table\'s columns.')
 flags.DEFINE_bool('traceback', False, 'Show the full traceback of config, data, workdir and '
                   'checkpoint errors (by default they print one line).')
@@ -113,7 +117,7 @@ def _main(argv):
   if FLAGS.config is None:
     raise app.UsageError('--config is required for --mode=train/eval.')
   run.train_and_evaluate(FLAGS.config, FLAGS.workdir, eval_only=FLAGS.mode == 'eval',
-                         tokenize_only=FLAGS.mode == 'tokenize')
+                         tokenize_only=FLAGS.mode == 'tokenize', out=FLAGS.out)
 
 
 if __name__ == '__main__':

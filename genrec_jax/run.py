@@ -3,7 +3,12 @@
 Stages: validate the config -> write config.json -> load (or build and cache) the dataset
 -> build the method named by config.method -> fit (or load the best checkpoint for
 eval-only runs) -> evaluate each split -> write metrics.jsonl, results.json and results.md
-into the workdir.
+into the workdir, and print one headline line.
+
+An eval-only run evaluates a trained run's best checkpoint, possibly with other eval.* and
+decode.* settings (ablations without retraining), and writes into its own directory (`out`,
+default <workdir>/eval): the trained run's results are never overwritten, and its results
+name the checkpoint and the changed settings.
 """
 
 from __future__ import annotations
@@ -35,18 +40,28 @@ from genrec_jax.train.writer import MetricWriter
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       eval_only: bool = False, tokenize_only: bool = False) -> dict:
+                       eval_only: bool = False, tokenize_only: bool = False,
+                       out: str | None = None) -> dict:
   """Runs `config` in `workdir` and returns the results dict written to results.json.
 
-  eval_only: evaluate the best checkpoint already in `workdir` instead of training.
+  eval_only: evaluate the best checkpoint already in `workdir` instead of training, writing
+    the results into `out` (default <workdir>/eval), never into `workdir`.
   tokenize_only: stop after building (and printing the statistics of) the SIDs.
   """
+  start = time.time()
   # ---------------------------------------------------------------------------- config --
   config_lib.validate(config)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise WorkdirError(f'--workdir={workdir} is a file, not a directory; pick another path.')
   os.makedirs(workdir, exist_ok=True)
   check_same_config(config, workdir, eval_only=eval_only)
+  results_dir = workdir
+  if eval_only:
+    results_dir = out or os.path.join(workdir, 'eval')
+    if os.path.abspath(results_dir) == os.path.abspath(workdir):
+      raise WorkdirError(f'--out={out}: an evaluation never writes into the trained run; '
+                         'pass another directory, e.g. --out=<workdir>/ablations/<name>.')
+    os.makedirs(results_dir, exist_ok=True)
   is_writer = jax.process_index() == 0
   if is_writer and not eval_only:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
@@ -61,7 +76,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if tokenize_only:
     return {'sids': item_sids(config, dataset, workdir)[1]}
   method = build_method(config, dataset, workdir)
-  writer = MetricWriter(workdir)
+  writer = MetricWriter(results_dir)
 
   # ------------------------------------------------------------------------- train/fit --
   train_dir, phase_seconds = workdir, {}  # train_dir: the last training phase's workdir
@@ -96,8 +111,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
              'protocol': protocol, 'splits': splits, **extra}
   if len(phase_seconds) > 1:  # methods that train in phases: the time each took here
     results['phase_seconds'] = phase_seconds
+  if eval_only:
+    changed = eval_changes(config, workdir)
+    results['name'] = (f'{config.name} [{", ".join(f"{k}={v}" for k, v in changed.items())}]'
+                       if changed else f'{config.name} [re-evaluated]')
+    results['evaluated'] = {'run': os.path.abspath(workdir), 'changed': changed,
+                            'checkpoint_step': loop.best_step(train_dir)}
   if is_writer:
-    write_results(results, config.eval.ks, workdir)
+    write_results(results, config.eval.ks, results_dir)
+    print(headline(results, config.eval.ks, time.time() - start, results_dir))
   return results
 
 
@@ -157,13 +179,8 @@ def check_same_config(config: ml_collections.ConfigDict, workdir: str,
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     return
-  try:
-    with open(path) as f:
-      saved = _flatten(json.load(f))
-  except (OSError, json.JSONDecodeError) as e:
-    raise WorkdirError(f'{path} is not readable JSON ({e}); the run that wrote it was cut '
-                       'short. Delete the workdir or use a new one.') from None
-  given = _flatten(json.loads(config.to_json_best_effort()))
+  saved = _saved_config(path)
+  given = config_lib.flatten(config)
   free = _FREE_FIELDS + (_EVAL_FIELDS if eval_only else ())
   differ = sorted(k for k in set(saved) | set(given)
                   if saved.get(k, '<unset>') != given.get(k, '<unset>')
@@ -176,14 +193,21 @@ def check_same_config(config: ml_collections.ConfigDict, workdir: str,
                        'workdir, or the same settings to resume it.')
 
 
-def _flatten(tree: dict, prefix: str = '') -> dict:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
+def eval_changes(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """{field: value} of the eval.* and decode.* settings that differ from the trained run's."""
+  saved = _saved_config(os.path.join(workdir, 'config.json'))
+  given = config_lib.flatten(config)
+  return {k: given[k] for k in sorted(given)
+          if k.startswith(_EVAL_FIELDS) and saved.get(k, '<unset>') != given[k]}
+
+
+def _saved_config(path: str) -> dict:
+  try:
+    with open(path) as f:
+      return config_lib.flatten(json.load(f))
+  except (OSError, json.JSONDecodeError) as e:
+    raise WorkdirError(f'{path} is not readable JSON ({e}); the run that wrote it was cut '
+                       'short. Delete the workdir or use a new one.') from None
 
 
 def item_sids(config: ml_collections.ConfigDict, dataset, workdir: str):
@@ -292,14 +316,30 @@ def run_user_vectors(run_dir: str, dataset, batch_size: int = 256) -> np.ndarray
 
 
 def write_results(results: dict, ks, workdir: str) -> str:
+  """results.json and results.md (every metric of every split) in `workdir`."""
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
     json.dump(results, f, indent=2)
   parts = [f"# {results['name']} on {results['dataset']} (seed {results['seed']})",
            f"Protocol: {results['protocol']}."]
+  if 'evaluated' in results:
+    parts.append(f"Evaluated from the best checkpoint (step "
+                 f"{results['evaluated']['checkpoint_step']}) of {results['evaluated']['run']}.")
   for split, metrics in results['splits'].items():
     parts += [f'## {split}', tables.run_table(metrics, ks)]
   text = '\n\n'.join(parts) + '\n'
   with open(os.path.join(workdir, 'results.md'), 'w') as f:
     f.write(text)
-  print(text)
   return text
+
+
+def headline(results: dict, ks, seconds: float, workdir: str) -> str:
+  """One line: the test split's (else the last split's) main metrics at K = 10 (else the
+  largest K), the time, and where the full tables are."""
+  split = 'test' if 'test' in results['splits'] else list(results['splits'])[-1]
+  metrics = results['splits'][split]
+  k = 10 if 10 in [int(x) for x in ks] else max(int(x) for x in ks)
+  shown = [(f'HR@{k}', f'hr@{k}'), (f'NDCG@{k}', f'ndcg@{k}'), (f'tail HR@{k}', f'hr@{k}/tail'),
+           (f'MGU@{k}', f'mgu@{k}')]
+  values = ', '.join(f'{title} {metrics[key]:.4f}' for title, key in shown if key in metrics)
+  return (f"{results['name']} (seed {results['seed']}), {split}: {values}; {seconds:.0f} s; "
+          f"every metric in {os.path.join(workdir, 'results.md')}")

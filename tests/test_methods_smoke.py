@@ -95,9 +95,29 @@ def test_method_trains_evaluates_and_reloads(method, overrides, reload, embeddin
         chosen['valid_by_lambda'][str(chosen['rr_lambda'])])
   if not reload:  # the eval-only path is the same for every generative method
     return
+  with open(os.path.join(workdir, 'results.json')) as f:
+    original = f.read()
   again = run.train_and_evaluate(config, workdir, eval_only=True)
   assert again['splits']['test']['hr@10'] == results['splits']['test']['hr@10']
   assert again['splits']['test']['ndcg@10'] == results['splits']['test']['ndcg@10']
+  assert again['name'] == f'{config.name} [re-evaluated]'
+  assert os.path.exists(os.path.join(workdir, 'eval', 'results.json'))
+  if method == 'lcrec':  # an ablation from the checkpoint: another beam, its own folder
+    wider = config.copy_and_resolve_references()
+    wider.decode.beam_size = 20
+    out = os.path.join(workdir, 'ablations', 'beam20')
+    ablation = run.train_and_evaluate(wider, workdir, eval_only=True, out=out)
+    assert ablation['name'] == f'{config.name} [decode.beam_size=20]'
+    assert ablation['evaluated']['changed'] == {'decode.beam_size': 20}
+    assert ablation['evaluated']['checkpoint_step'] == 6
+    _, dataset, fresh, params = run.load_run(workdir, config=wider)  # a fresh evaluation
+    expected = run.evaluate(fresh, params, dataset, 'test', wider.eval, wider.seed)
+    timeless = lambda m: {k: v for k, v in m.items() if k != 'eval_seconds'}
+    assert timeless(ablation['splits']['test']) == timeless(expected)
+    with pytest.raises(run.WorkdirError, match='never writes into the trained run'):
+      run.train_and_evaluate(wider, workdir, eval_only=True, out=workdir)
+  with open(os.path.join(workdir, 'results.json')) as f:
+    assert f.read() == original  # evaluations never overwrite the trained run's results
   if method == 'ghost':
     _check_tail_diagnosis(workdir, results['splits']['test'])
 
@@ -142,7 +162,7 @@ def test_lcrec_fine_tunes_a_hugging_face_checkpoint_with_frozen_backbone(embeddi
   hf_dir.mkdir()
   test_decoder._write_checkpoint(str(hf_dir), 'qwen2')  # pylint: disable=protected-access
   config = _config('lcrec', embeddings_path)
-  config.model.update(hf_dir=str(hf_dir), train_backbone=False, train_old_vocab=False)
+  config.model.update(checkpoint=str(hf_dir), train_backbone=False, train_old_vocab=False)
   workdir = str(tmp_path / 'run')
   _check(run.train_and_evaluate(config, workdir))
   finished = run.load_run(workdir)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 
 import flax.linen as nn
@@ -172,6 +173,13 @@ def load_best_params(config, method, workdir: str):
   shardings = sharding_lib.logical_shardings(abstract, mesh, sharding_lib.rules(config.sharding))
   return checkpoint_lib.params_from_run(workdir, nn.unbox(abstract), shardings,
                                         source=f'the best params of {workdir}')
+
+
+def best_step(workdir: str) -> int | None:
+  """The step of the best params saved in `workdir` (None if it has none)."""
+  best = os.path.join(workdir, 'checkpoints', 'best')
+  steps = [int(name) for name in os.listdir(best) if name.isdigit()] if os.path.isdir(best) else []
+  return max(steps, default=None)
 
 
 def best_validation_metrics(workdir: str, ks) -> dict:
