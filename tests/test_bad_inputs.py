@@ -13,6 +13,8 @@ Add a row here with every new reader, side file or config field.
 | a missing data directory                         | one line, exit code 3                     |
 | raw file rewritten, same size and second         | converted again (test_time_order.py)      |
 | model.dropout 1.5, model.hidden 0, beam_size 0   | ConfigError naming the field              |
+| SimGR: temperature 0, AUO with sampled softmax,  | ConfigError naming the field              |
+|   the beam scorer with mask_history, sequences   |                                           |
 | data.num_groups above the filtered catalogue     | DataError naming data.num_groups          |
 | report: runs of two datasets, a repeated seed    | separate rows; the repeat counted once    |
 | report: a run with other eval.ks                 | its missing columns left empty            |
@@ -143,6 +145,21 @@ def test_out_of_range_model_and_decode_values(spec, field, value):
   config = config_lib.load_config_file(spec)
   section, leaf = field.split('.')
   config[section][leaf] = value
+  with pytest.raises(config_lib.ConfigError, match=f'Invalid config.{field}:'):
+    config_lib.validate(config)
+
+
+@pytest.mark.parametrize('changes, field', [
+    ({'simgr.temperature': 0.0}, 'simgr.temperature'),
+    ({'simgr.auo': True, 'simgr.softmax': 'sampled'}, 'simgr.auo'),
+    ({'decode.scorer': 'beam', 'eval.mask_history': True}, 'eval.mask_history'),
+    ({'train.example_kind': 'sequence'}, 'train.example_kind'),
+])
+def test_simgr_config_values(changes, field):
+  config = config_lib.load_config_file('configs/simgr_ins.py:smoke')
+  for key, value in changes.items():
+    section, leaf = key.split('.')
+    config[section][leaf] = value
   with pytest.raises(config_lib.ConfigError, match=f'Invalid config.{field}:'):
     config_lib.validate(config)
 

@@ -85,6 +85,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from genrec_jax.config import ConfigError
 from genrec_jax.decode.beam_search import beam_search
 from genrec_jax.decode.item_topk import similarity_topk
 from genrec_jax.decode.item_topk import topk_items
@@ -114,8 +115,8 @@ SCORERS = ('similarity', 'exact', 'parallel', 'beam')
 def default_config(backbone: str = 'lcrec') -> ml_collections.ConfigDict:
   """SimGR's fields on the given backbone (config files pass simgr.backbone here)."""
   if backbone not in BACKBONES:
-    raise ValueError(f'Invalid config.simgr.backbone {backbone!r}: use one of '
-                     f'{sorted(BACKBONES)}.')
+    raise ConfigError(f'Invalid config.simgr.backbone {backbone!r}: use one of '
+                      f'{sorted(BACKBONES)}.')
   config = BACKBONES[backbone].default_config()
   config.update({
       'simgr': dict(
@@ -141,7 +142,7 @@ def validate_config(config) -> None:
              'sampling': ('uniform', 'popularity')}
   for field, allowed in choices.items():
     if s[field] not in allowed:
-      raise ValueError(f'Invalid config.simgr.{field}={s[field]!r}: use one of {allowed}.')
+      raise ConfigError(f'Invalid config.simgr.{field}={s[field]!r}: use one of {allowed}.')
   checks = [
       (s.temperature > 0, 'simgr.temperature', 'must be > 0, e.g. 0.1'),
       (s.chunk_size >= 1, 'simgr.chunk_size', 'must be >= 1 (items per softmax chunk)'),
@@ -176,7 +177,7 @@ def validate_config(config) -> None:
          "other scorers can)")]
   for ok, field, fix in checks:
     if not ok:
-      raise ValueError(f'Invalid config.{field}: {fix}.')
+      raise ConfigError(f'Invalid config.{field}: {fix}.')
   BACKBONES[s.backbone].validate_config(config)
 
 
