@@ -19,6 +19,7 @@ from ml_collections import config_flags
 
 from genrec_jax import catalog
 from genrec_jax import config as config_lib
+from genrec_jax import progress
 from genrec_jax import run
 from genrec_jax.config import ConfigError
 from genrec_jax.data.raw import DataError
@@ -41,6 +42,9 @@ flags.DEFINE_integer('num_processes', 0, 'With --coordinator_address.')
 flags.DEFINE_integer('process_id', -1, 'With --coordinator_address.')
 flags.DEFINE_string('out', None, '--mode=eval: where the results go (default <workdir>/eval); '
                     'the trained run\'s own results are never overwritten.')
+flags.DEFINE_enum('progress', 'auto', list(progress.STYLES), 'Progress bars: bar (redrawn in '
+                  'place), log (a plain line every 30 s, for cluster logs) or auto (bar on a '
+                  'terminal, else log).')
 flags.DEFINE_list('ks', ['10'], '--mode=report: the cutoffs K of the table\'s columns.')
 flags.DEFINE_bool('traceback', False, 'Show the full traceback of config, data, workdir and '
                   'checkpoint errors (by default they print one line).')
@@ -96,6 +100,7 @@ def _main(argv):
   del argv
   if not FLAGS['verbosity'].present:  # library INFO logs (orbax, ...) only when asked for
     logging.set_verbosity(logging.WARNING)
+  os.environ[progress.ENV] = FLAGS.progress  # read by every bar, inherited by subprocesses
   if FLAGS.mode == 'list':
     print(catalog.listing())
     return

@@ -18,6 +18,7 @@ import json
 import os
 from typing import Callable, Sequence
 
+from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -36,7 +37,14 @@ class RawInteractions(tfds.core.GeneratorBasedBuilder):
   def __init__(self, *, read: Callable[[], RawData], config_name: str, **kwargs):
     self._read = read
     self._raw = None
-    super().__init__(config=tfds.core.BuilderConfig(name=config_name), **kwargs)
+    # Every source is a config made at run time: TFDS warns "Using custom data
+    # configuration" each time, which says nothing here.
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+      super().__init__(config=tfds.core.BuilderConfig(name=config_name), **kwargs)
+    finally:
+      logging.set_verbosity(verbosity)
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(

@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from tokenizers import Tokenizer
-import tqdm
 
+from genrec_jax import progress
 from genrec_jax.data.raw import DataError
 from genrec_jax.embed import bert
 
@@ -147,8 +147,8 @@ def _embed_in_buckets(token_ids: list[list[int]], embed_batch: BatchFn, *, batch
   buckets = np.array(bucket_lengths(max_length))
   order = np.argsort(lengths, kind='stable')
   out = None if width is None else np.zeros((len(token_ids), width), np.float32)
-  with tqdm.tqdm(total=len(token_ids), desc=desc, unit='text',
-                 disable=not show_progress) as progress:
+  with progress.bar(total=len(token_ids), desc=desc, unit='text',
+                    disable=not show_progress) as bar:
     for start in range(0, len(order), batch_size):
       rows = order[start:start + batch_size]
       padded_len = int(buckets[np.searchsorted(buckets, lengths[rows].max())])
@@ -162,7 +162,7 @@ def _embed_in_buckets(token_ids: list[list[int]], embed_batch: BatchFn, *, batch
       if out is None:
         out = np.zeros((len(token_ids), embeddings.shape[-1]), np.float32)
       out[rows] = embeddings
-      progress.update(len(rows))
+      bar.update(len(rows))
   return out
 
 

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from genrec_jax import progress
 from genrec_jax.config import ConfigError
 from genrec_jax.data.dataset import Dataset
 from genrec_jax.data.pipeline import eval_batches
@@ -54,10 +55,16 @@ def evaluate(method, params, dataset: Dataset, split: str, eval_config,
   return result
 
 
+def _batches(dataset, split, eval_config, mask_history):
+  """eval_batches with a progress bar (it disappears when done)."""
+  total = -(-len(dataset.split_targets(split)[0]) // eval_config.batch_size)
+  return progress.bar(eval_batches(dataset, split, eval_config.batch_size, mask_history),
+                      total=total, desc=f'Evaluating {split}', unit='batch', leave=False)
+
+
 def _predict_all(method, params, dataset, split, eval_config, k) -> np.ndarray:
   rows = []
-  for batch, n in eval_batches(dataset, split, eval_config.batch_size,
-                               eval_config.mask_history):
+  for batch, n in _batches(dataset, split, eval_config, eval_config.mask_history):
     items, scores = method.predict_topk(params, batch, k)
     items, scores = np.asarray(items)[:n], np.asarray(scores)[:n]
     if not np.isfinite(scores[items >= 0]).all() or not (items >= 0).any():
@@ -72,7 +79,7 @@ def _sampled_ranks(method, params, dataset, split, eval_config, seed) -> np.ndar
   negatives = sample_negatives(dataset, eval_config.num_negatives,
                                np.random.default_rng([seed, SPLIT_IDS[split]]))
   ranks = []
-  for batch, n in eval_batches(dataset, split, eval_config.batch_size, False):
+  for batch, n in _batches(dataset, split, eval_config, False):
     candidates = np.concatenate([batch['target'][:, None], negatives[batch['user']]], axis=1)
     scores = np.asarray(method.score_items(params, batch, candidates))[:n]
     ranks.append(metrics_lib.ranks_from_sampled_scores(scores[:, 0], scores[:, 1:]))

@@ -39,8 +39,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm
 
+from genrec_jax import progress as progress_lib
 from genrec_jax.tokenize import kmeans as kmeans_lib
 from genrec_jax.tokenize import letter
 from genrec_jax.tokenize import sinkhorn as sinkhorn_lib
@@ -423,7 +423,7 @@ def train_rqvae(x: np.ndarray, config: ml_collections.ConfigDict, key: jax.Array
   initial_losses = evaluate_losses(params, config, x, cf_embeddings=cf)
   history: dict[str, list[float]] = {}
   step = 0
-  bar = tqdm.trange(int(config.epochs), desc='rqvae', disable=not progress)
+  bar = progress_lib.bar(range(int(config.epochs)), desc='rqvae', disable=not progress)
   for epoch in bar:
     code_clusters = None
     if spec.letter_beta > 0:  # LETTER regroups the codebooks at every epoch's start

@@ -22,8 +22,8 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 import numpy as np
-import tqdm
 
+from genrec_jax import progress
 from genrec_jax.data import pipeline
 from genrec_jax.train import checkpoint as checkpoint_lib
 from genrec_jax.train import sharding as sharding_lib
@@ -99,8 +99,8 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None,
   preempted = []
   previous = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
   start = int(state.step)
-  bar = tqdm.tqdm(total=num_steps, initial=start, disable=not writer.enabled,
-                  desc=config.name, dynamic_ncols=True, mininterval=2.0)
+  bar = progress.bar(total=num_steps, initial=start, disable=not writer.enabled,
+                     desc=config.name, mininterval=2.0)
   pending, window = None, []
   try:
     with jax.set_mesh(mesh):
