@@ -407,3 +407,27 @@ def test_simgr_smoke_run_masks_past_items_exactly(tmp_path):
     assert (items >= 0).all()
     for row, past in zip(items, batch['exclude']):
       assert not set(row) & set(past[past >= 0]), scorer
+
+
+@pytest.mark.slow
+def test_text_item_vectors_and_the_sampled_softmax(tiny):
+  """simgr.item_vectors='text': v = text @ W (W learned); simgr.softmax='sampled': the
+  item loss is the logQ-corrected sampled softmax over the negatives drawn from the step's
+  rng."""
+  from genrec_jax.losses import sampled_softmax_cross_entropy  # pylint: disable=g-import-not-at-top
+  text = np.random.default_rng(2).normal(size=(len(SKT_TOKENS), 5)).astype(np.float32)
+  log_q = np.log(np.arange(1, len(SKT_TOKENS) + 1) / 36.0)
+  method = simgr.SimGR(tiny['method'].generator, eos_token=7, num_sid_tokens=8,
+                       terms=[simgr.ItemSoftmaxCE(1.0, 3, sampled=True)], text_embeddings=text,
+                       sampling_log_q=log_q, num_negatives=6)
+  params = nn.unbox(jax.jit(method.init)(jax.random.PRNGKey(0)))
+  np.testing.assert_allclose(method.raw_item_vectors(params), text @ params['text_adapter'],
+                             rtol=1e-5)
+  batch, rng = tiny['batch'], jax.random.PRNGKey(3)
+  loss, grads = jax.jit(jax.value_and_grad(lambda p: method.loss_fn(p, batch, rng)[0]))(params)
+  negatives = jax.random.categorical(jax.random.split(rng)[1], jnp.asarray(log_q), shape=(6,))
+  want = sampled_softmax_cross_entropy(
+      method.queries(method.user_states(params, batch['history'])),
+      method.item_vectors(params), batch['target'], negatives, jnp.asarray(log_q)).mean()
+  np.testing.assert_allclose(loss, want, rtol=1e-5)
+  assert np.abs(np.asarray(grads['text_adapter'])).sum() > 0
