@@ -377,7 +377,7 @@ def test_cache_encodes_once_with_the_real_encoder(tmp_path, monkeypatch, capsys)
   dataset, config = _dataset(), cache.default_embed_config()
   first = cache.item_embeddings(config, dataset, str(tmp_path))
   assert first.shape == (4, 384) and first.dtype == np.float32
-  assert '2 without text' in capsys.readouterr().out  # 'c' and 'd' under 'movielens'
+  assert '2 of them without text' in capsys.readouterr().out  # 'c' and 'd' under 'movielens'
   monkeypatch.setattr(encode, 'encode_texts', _fail)
   np.testing.assert_array_equal(cache.item_embeddings(config, dataset, str(tmp_path)), first)
   assert [f for f in os.listdir(tmp_path / 'embeddings') if not f.endswith('.npy')] == []
