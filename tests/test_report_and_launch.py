@@ -1,5 +1,6 @@
 """Sweep expansion, the SLURM script, and the comparison report with its figures."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -239,3 +240,22 @@ def test_report_orders_rows_as_the_papers_marks_directions_and_the_best(tmp_path
   assert tables.run_table({'tail_slots@10': 95.0, 'arp@10': 148.7, 'hr@10': 0.1},
                           (10,)).splitlines()[2:] == ['| hr | 0.1000 |', '| arp | 148.7 |',
                                                       '| tail_slots | 95 |']
+
+
+def test_sensitivity_sweep_shares_the_default_point_and_draws_its_figures(tmp_path):
+  spec = importlib.util.spec_from_file_location(
+      'ghost_sensitivity', os.path.join(REPO, 'experiments', 'ghost_sensitivity.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  rows = module.get_sweep('cpu', str(tmp_path))
+  assert len(rows) == 9 + 6 + 4 - 2  # the default point once, not three times
+  default = [r for r in rows if r['name'] == 'Ghost Lh=3 Lt=2 alpha=0.1 Kb=5']
+  assert len(default) == 1 and default[0]['overrides']['train.example_kind'] == 'prefix'
+  rng = np.random.default_rng(0)
+  for row in rows[:5] + rows[-2:]:  # part of the grid, two seeds each
+    for seed in range(2):
+      _fake_run(tmp_path / 'runs', row['name'], seed, rng)
+  text = module.report(str(tmp_path / 'runs'), str(tmp_path / 'out' / 'ghost_sensitivity'))
+  assert '| Ghost Lh=3 Lt=1 alpha=0.1 Kb=5 | 2 |' in text
+  for name in ('ghost_length_heatmap.png', 'ghost_alpha.png', 'ghost_k_b.png'):
+    assert os.path.getsize(tmp_path / 'out' / name) > 1000

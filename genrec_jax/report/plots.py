@@ -103,6 +103,50 @@ def pareto(rows: dict[str, list[dict]], k: int, path: str, where: str = '') -> s
   return _save(fig, path)
 
 
+def heatmaps(cells: dict, row_values, column_values, row_label: str, column_label: str,
+             metrics, path: str, where: str = '') -> str:
+  """One heatmap per (metric key, title) in `metrics` over a 2-d grid; cells = {(row value,
+  column value): [metrics of each seed] or None}; each cell shows its mean (and sample std
+  over seeds); missing cells stay blank."""
+  fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8))
+  for ax, (key, title) in zip(np.atleast_1d(axes), metrics):
+    means = np.array([[_stats(cells.get((r, c)) or [], key)[0] for c in column_values]
+                      for r in row_values])
+    image = ax.imshow(np.ma.masked_invalid(means), cmap='viridis', origin='lower')
+    for i, r in enumerate(row_values):
+      for j, c in enumerate(column_values):
+        runs = cells.get((r, c)) or []
+        mean, std = _stats(runs, key)
+        if runs and not np.isnan(mean):
+          spread = f'\n± {std:.3f}' if len(runs) > 1 else ''
+          ax.text(j, i, f'{mean:.3f}{spread}', ha='center', va='center', fontsize=8,
+                  color='white' if mean < np.nanmean(means) else 'black')
+    ax.set_xticks(range(len(column_values)), [str(c) for c in column_values])
+    ax.set_yticks(range(len(row_values)), [str(r) for r in row_values])
+    ax.set_xlabel(column_label)
+    ax.set_ylabel(row_label)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+  fig.suptitle(where)
+  return _save(fig, path)
+
+
+def lines(runs_by_value: dict, label: str, metrics, path: str, where: str = '') -> str:
+  """One panel per (metric key, title): the metric's mean over seeds against the swept value
+  (error bars: sample std), points without runs left out."""
+  values = [v for v, runs in runs_by_value.items() if runs]
+  fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4))
+  for ax, (key, title), colour in zip(np.atleast_1d(axes), metrics, palette(len(metrics))):
+    stats = np.array([_stats(runs_by_value[v], key) for v in values])
+    ax.errorbar(range(len(values)), stats[:, 0], yerr=stats[:, 1], marker='o', color=colour,
+                capsize=3)
+    ax.set_xticks(range(len(values)), [str(v) for v in values])
+    ax.set_xlabel(label)
+    ax.set_title(title)
+  fig.suptitle(where)
+  return _save(fig, path)
+
+
 def _title(text: str, where: str) -> str:
   return f'{text}\n{where}' if where else text
 
