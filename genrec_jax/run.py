@@ -109,6 +109,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   results = {'name': config.name, 'method': config.method, 'seed': config.seed,
              'dataset': dataset.name, 'statistics': dataset.statistics(),
              'protocol': protocol, 'splits': splits, **extra}
+  if method.trainable:
+    results['num_params'] = loop.num_params(params)
   if len(phase_seconds) > 1:  # methods that train in phases: the time each took here
     results['phase_seconds'] = phase_seconds
   if eval_only:

@@ -259,3 +259,31 @@ def test_sensitivity_sweep_shares_the_default_point_and_draws_its_figures(tmp_pa
   assert '| Ghost Lh=3 Lt=1 alpha=0.1 Kb=5 | 2 |' in text
   for name in ('ghost_length_heatmap.png', 'ghost_alpha.png', 'ghost_k_b.png'):
     assert os.path.getsize(tmp_path / 'out' / name) > 1000
+
+
+def test_scaling_sweep_sizes_and_figure(tmp_path):
+  spec = importlib.util.spec_from_file_location(
+      'ghost_scaling', os.path.join(REPO, 'experiments', 'ghost_scaling.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  cpu = module.get_sweep('cpu', str(tmp_path))
+  assert [r['name'] for r in cpu][:2] == ['LC-Rec (small)', 'Ghost (small)'] and len(cpu) == 6
+  large = next(r for r in cpu if r['name'] == 'Ghost (large)')
+  assert large['overrides'] == {'train.example_kind': 'prefix', 'model.hidden_size': 256,
+                                'model.intermediate_size': 1024, 'model.num_layers': 4,
+                                'model.num_heads': 8, 'model.num_kv_heads': 4}
+  paper = module.get_sweep('paper', str(tmp_path))
+  assert {r['overrides']['model.checkpoint'] for r in paper} == {
+      f'checkpoints/Qwen3-{s}' for s in ('0.6B', '1.7B', '4B', '8B')}
+  rng = np.random.default_rng(0)
+  for row, params in zip(cpu, (1e5, 1e5, 4e5, 4e5, 3e6, 3e6)):
+    for seed in range(2):
+      _fake_run(tmp_path / 'runs', row['name'], seed, rng)
+      path = tmp_path / 'runs' / row['name'] / f'seed{seed}' / 'results.json'
+      result = json.loads(path.read_text())
+      result['num_params'] = params
+      result['splits']['test']['hr@10/head'] = rng.random()
+      path.write_text(json.dumps(result))
+  text = module.report(str(tmp_path / 'runs'), str(tmp_path / 'out' / 'ghost_scaling'))
+  assert '| Ghost (large) | 2 |' in text
+  assert os.path.getsize(tmp_path / 'out' / 'ghost_scaling.png') > 1000

@@ -173,8 +173,8 @@ def _relative(value: float, reference: float) -> float:
 
 
 def collect(root: str, split: str = 'test') -> dict[str, list[dict[str, float]]]:
-  """{config name: [split metrics of each run, with its 'seed']} for every results.json
-  under root."""
+  """{config name: [split metrics of each run, with its 'seed' and 'num_params']} for every
+  results.json under root."""
   if not os.path.isdir(root):
     raise FileNotFoundError(f'{root}: no such directory of runs.')
   rank = lambda method: METHOD_ORDER.index(method) if method in METHOD_ORDER else len(
@@ -200,8 +200,9 @@ def collect(root: str, split: str = 'test') -> dict[str, list[dict[str, float]]]
       continue
     seen.add((name, result.get('seed')))
     metrics = dict(result['splits'][split])
-    if 'seed' in result:
-      metrics['seed'] = result['seed']
+    for key in ('seed', 'num_params'):  # what the run was, beside how it did
+      if key in result:
+        metrics[key] = result[key]
     rows.setdefault(name, []).append(metrics)
   return rows
 

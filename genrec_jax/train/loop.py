@@ -63,7 +63,7 @@ def fit(config, method, dataset, workdir: str, validate_fn=None, writer=None,
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   state, shardings = state_lib.create_sharded_state(method.init, tx, mesh, rules, init_rng)
   _say(f'Training {config.name}: {num_steps} steps ({steps_per_epoch} per epoch), '
-       f'{_num_params(state.params):,} params, mesh {dict(mesh.shape)}')
+       f'{num_params(state.params):,} params, mesh {dict(mesh.shape)}')
 
   # ------------------------------------------------------------------------------ data --
   batches = pipeline.train_iterator(
@@ -235,5 +235,5 @@ def _global_norm(tree) -> jax.Array:
   return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
 
 
-def _num_params(params) -> int:
+def num_params(params) -> int:
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
