@@ -43,7 +43,10 @@ simgr.parallel_weight (0 = not trained: the paper's SimGR):
                   L_par = −Σ_p log P_p(class_v^p | u); an item's score is Σ_p log P_p over the
                   catalogue's SIDs only (decode/sid_distribution.py)
 "Trained after" is the same method started from a finished SimGR run with only the heads'
-terms: --config.train.init_from=RUN --config.simgr.item_weight=0.
+terms: --config.train.init_from=RUN --config.simgr.item_weight=0. On the decoder, u and the
+AR head's NLL come from one causal pass over history + target SID (the cost of LC-Rec's own
+per-prefix step, benchmarks/RESULTS.md); on T5 the encoder runs once for u and once under the
+decoder (two dropout draws).
 
 loss = item_weight · mean L_item + sid_weight · mean NLL + parallel_weight · mean L_par
        + α · mean L_AUO
