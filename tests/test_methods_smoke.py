@@ -116,10 +116,29 @@ def test_method_trains_evaluates_and_reloads(method, overrides, reload, embeddin
     assert timeless(ablation['splits']['test']) == timeless(expected)
     with pytest.raises(run.WorkdirError, match='never writes into the trained run'):
       run.train_and_evaluate(wider, workdir, eval_only=True, out=workdir)
+    _check_rr_tradeoff(workdir, results['splits']['test'])
   with open(os.path.join(workdir, 'results.json')) as f:
     assert f.read() == original  # evaluations never overwrite the trained run's results
   if method == 'ghost':
     _check_tail_diagnosis(workdir, results['splits']['test'])
+
+
+def _check_rr_tradeoff(workdir, test):
+  """experiments/rr_tradeoff.py re-ranks the run's beam: λ = 0 is the run's own ranking, and a
+  huge λ orders the beam's 10 items least popular first (top-5 ARP can only fall)."""
+  spec = importlib.util.spec_from_file_location(
+      'rr_tradeoff', os.path.join(os.path.dirname(__file__), '..', 'experiments',
+                                  'rr_tradeoff.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  curves = module.tradeoff(workdir, [0.0, 1e3], splits=('test',))['test']
+  assert {k: v for k, v in curves[0.0].items() if k in test} == {
+      k: v for k, v in test.items() if k != 'eval_seconds'}
+  assert curves[1e3]['arp@5'] <= curves[0.0]['arp@5']
+  assert curves[1e3]['arp@10'] == pytest.approx(curves[0.0]['arp@10'])  # the same 10 items
+  out = os.path.join(workdir, 'ablations', 'rr')
+  text = module.report({'test': curves}, workdir, out)
+  assert '| 1000 |' in text and os.path.getsize(out + '.png') > 1000
 
 
 def _check_tail_diagnosis(workdir, test):

@@ -148,28 +148,34 @@ class RerankedBeam:
     it, and returns {'rr_lambda', 'metric', 'valid_by_lambda', 'valid_metrics'}."""
     start = time.time()
     metric = self.select_metric
+    lambdas = sorted(float(x) for x in self.lambda_grid)
+    by_lambda = self.metrics_by_lambda(method, params, dataset, 'valid', eval_config, lambdas)
+    best = max(lambdas, key=lambda lam: (by_lambda[lam][metric], -lam))  # ties: smaller λ
+    self.rr_lambda = best
+    valid = dict(by_lambda[best], eval_seconds=time.time() - start)
+    return {'rr_lambda': best, 'metric': metric,
+            'valid_by_lambda': {str(lam): float(m[metric]) for lam, m in by_lambda.items()},
+            'valid_metrics': valid}
+
+  def metrics_by_lambda(self, method, params, dataset, split: str, eval_config,
+                        lambdas) -> dict[float, dict]:
+    """{λ: every metric of `split`} with the beam's candidates decoded once and re-ranked per
+    λ (the RR trade-off curve of a trained run, without retraining)."""
     ks = tuple(int(k) for k in eval_config.ks)
-    k = max(ks)
     items, scores = [], []
-    for batch, n in eval_batches(dataset, 'valid', eval_config.batch_size,
+    for batch, n in eval_batches(dataset, split, eval_config.batch_size,
                                  eval_config.mask_history):
-      i, s = self.candidates_of(method, params, batch, k)
+      i, s = self.candidates_of(method, params, batch, max(ks))
       items.append(np.asarray(i)[:n])
       scores.append(np.asarray(s)[:n])
     items, scores = jnp.asarray(np.concatenate(items)), jnp.asarray(np.concatenate(scores))
-    targets = dataset.split_targets('valid')[0]
-    by_lambda, best = {}, None
-    for lam in sorted(float(x) for x in self.lambda_grid):
-      topk = np.asarray(rerank(items, scores, self.log_counts, jnp.float32(lam), k)[0])
-      result = metrics_lib.compute_all(topk, targets, dataset.item_counts, dataset.is_head,
-                                       dataset.item_group, ks)
-      by_lambda[str(lam)] = float(result[metric])
-      if best is None or result[metric] > best[1][metric]:  # ties: the smaller λ
-        best = (lam, result)
-    self.rr_lambda = best[0]
-    valid = dict(best[1], eval_seconds=time.time() - start)
-    return {'rr_lambda': best[0], 'metric': metric, 'valid_by_lambda': by_lambda,
-            'valid_metrics': valid}
+    targets = dataset.split_targets(split)[0]
+    out = {}
+    for lam in lambdas:
+      topk = np.asarray(rerank(items, scores, self.log_counts, jnp.float32(lam), max(ks))[0])
+      out[float(lam)] = metrics_lib.compute_all(topk, targets, dataset.item_counts,
+                                                dataset.is_head, dataset.item_group, ks)
+    return out
 
 
 def build(config, dataset, inputs: BuildInputs = BuildInputs()):

@@ -32,7 +32,7 @@ def run_table(metrics: dict[str, float], ks) -> str:
     keys = [f'{base}@{k}' + (f'/{part}' if part else '') for k in ks]
     if not any(key in metrics for key in keys):
       continue
-    cells = [_fmt(metrics.get(key, float('nan')), base) for key in keys]
+    cells = [fmt(metrics.get(key, float('nan')), base) for key in keys]
     lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
@@ -90,11 +90,11 @@ def comparison_table(rows: dict[str, list[dict[str, float]]], ks=(5, 10)) -> str
         key = pattern.format(k=k)
         values = [r[key] for r in runs if key in r]
         if key.startswith('cns'):
-          cell = _fmt(means[name].get(key, float('nan')))
+          cell = fmt(means[name].get(key, float('nan')))
         elif len(values) > 1:
           cell = _mean_std(values, key)
         else:
-          cell = _fmt(values[0] if values else float('nan'), key)
+          cell = fmt(values[0] if values else float('nan'), key)
         cells.append(f'**{cell}**' if key in best and means[name].get(key) == best[key]
                      else cell)
     lines.append(f'| {name} | {len(runs)} | ' + ' | '.join(cells) + ' |')
@@ -128,7 +128,7 @@ def direction_table(rows: dict[str, list[dict[str, float]]], method: str, baseli
     in_paper = (paper and key in paper.get(method, {}) and key in paper.get(baseline, {}))
     paper_cell = (f'{_relative(paper[method][key], paper[baseline][key]):+.1%}'
                   if in_paper else '–')
-    lines.append(f'| {key} | {wanted} | {_fmt(np.mean(base))} | {_fmt(np.mean(ours))} | '
+    lines.append(f'| {key} | {wanted} | {fmt(np.mean(base))} | {fmt(np.mean(ours))} | '
                  f'{_relative(np.mean(ours), np.mean(base)):+.1%} | {holds}/{len(seeds)} | '
                  f'{paper_cell} |')
   return '\n'.join(lines)
@@ -233,7 +233,7 @@ def _decimals(x: float, metric: str) -> int:
   return 1 if base == 'arp' or abs(x) >= 100 else 4
 
 
-def _fmt(x: float, metric: str = '') -> str:
+def fmt(x: float, metric: str = '') -> str:
   if x is None or np.isnan(x):
     return '–'
   return f'{x:.{_decimals(x, metric)}f}'
