@@ -287,3 +287,20 @@ def test_scaling_sweep_sizes_and_figure(tmp_path):
   text = module.report(str(tmp_path / 'runs'), str(tmp_path / 'out' / 'ghost_scaling'))
   assert '| Ghost (large) | 2 |' in text
   assert os.path.getsize(tmp_path / 'out' / 'ghost_scaling.png') > 1000
+
+
+@pytest.mark.parametrize('study', ['ghost_table', 'ghost_scaling', 'ghost_sensitivity'])
+def test_paper_forms_dry_run_as_slurm_arrays(study, tmp_path):
+  """Every study's `paper` form becomes SLURM job arrays: one task per (row, seed), each a
+  command line of a `paper` config, the needed runs (SASRec for LETTER) in an earlier array."""
+  rows = sweep.load_sweep(os.path.join(REPO, 'experiments', f'{study}.py'), 'paper',
+                          str(tmp_path))
+  runs = sweep.expand(rows, str(tmp_path), ['0', '1', '2'])
+  line = sweep.submit_slurm(runs, str(tmp_path), '--partition=gpu --gres=gpu:1')
+  arrays = sorted(tmp_path.glob('*.sbatch'))
+  tasks = [t for a in arrays for t in (tmp_path / a.name.replace('.sbatch', '.runs.txt'))
+           .read_text().splitlines()]
+  assert len(tasks) == len(runs) == 3 * len(rows)
+  assert all(':paper' in t and '--config.seed=' in t for t in tasks)
+  assert all('#SBATCH --gres=gpu:1' in a.read_text() for a in arrays)
+  assert line.count('sbatch --parsable') == len(arrays)
