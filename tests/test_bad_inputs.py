@@ -32,6 +32,11 @@ Add a row here with every new reader, side file or config field.
 | the best checkpoint cut (eval, load_run)         | CheckpointError naming its path           |
 | train.init_from a run of another architecture    | CheckpointError naming params and fields  |
 | a cut model.safetensors (HF or MiniLM)           | CheckpointError / DataError naming it     |
+| sequential.loss 'bpr', num_negatives 0, BERT4Rec | ConfigError naming the field              |
+|   on 'prefix' examples, mask_prob 1, genair.gamma |                                           |
+|   -1                                             |                                           |
+| archetype JSONL: unknown item, missing items,    | DataError naming file and line            |
+|   empty text, an item twice, a bad line          |   (tests/test_archetypes.py)              |
 """
 
 import json
@@ -161,6 +166,22 @@ def test_simgr_config_values(changes, field):
     section, leaf = key.split('.')
     config[section][leaf] = value
   with pytest.raises(config_lib.ConfigError, match=f'Invalid config.{field}:'):
+    config_lib.validate(config)
+
+
+@pytest.mark.parametrize('variant, changes, field', [
+    ('smoke_sasrec', {'sequential.loss': 'bpr'}, 'sequential.loss'),
+    ('smoke_sasrec_plain', {'sequential.num_negatives': 0}, 'sequential.num_negatives'),
+    ('smoke_bert4rec_plain', {'train.example_kind': 'prefix'}, 'train.example_kind'),
+    ('smoke_bert4rec', {'model.mask_prob': 1.0}, 'model.mask_prob'),
+    ('smoke_gru4rec', {'genair.gamma': -1.0}, 'genair.gamma'),
+])
+def test_sequential_and_genair_config_values(variant, changes, field):
+  config = config_lib.load_config_file(f'configs/genair_ins.py:{variant}')
+  for key, value in changes.items():
+    section, leaf = key.split('.')
+    config[section][leaf] = value
+  with pytest.raises(config_lib.ConfigError, match=f'Invalid config.{field}'):
     config_lib.validate(config)
 
 

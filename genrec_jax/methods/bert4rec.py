@@ -34,7 +34,8 @@ def default_config() -> ml_collections.ConfigDict:
 def validate_config(config) -> None:
   sequential.validate_sequential_config(config, EXAMPLE_KINDS)
   if not 0 < config.model.mask_prob < 1:
-    raise ValueError('Invalid config.model.mask_prob: must be in (0, 1), e.g. 0.2.')
+    from genrec_jax.config import ConfigError  # pylint: disable=g-import-not-at-top (cycle)
+    raise ConfigError('Invalid config.model.mask_prob: must be in (0, 1), e.g. 0.2.')
 
 
 def encoder(config, dataset) -> BERT4RecModel:

@@ -63,12 +63,15 @@ def default_config_for(config) -> ml_collections.ConfigDict:
 
 
 def validate_config(config) -> None:
+  from genrec_jax.config import ConfigError  # pylint: disable=g-import-not-at-top (cycle)
   BACKBONES[config.genair.backbone].validate_config(config)
   g = config.genair
   if g.adapter_hidden < 0:
-    raise ValueError('Invalid config.genair.adapter_hidden: must be >= 0 (0 = 2 x hidden).')
-  if g.gamma < 0 or g.alpha < 0:
-    raise ValueError('Invalid config.genair.gamma / alpha: must be >= 0 (paper: 4, 1e-4).')
+    raise ConfigError('Invalid config.genair.adapter_hidden: must be >= 0 (0 = 2 x hidden).')
+  for field, value in (('gamma', g.gamma), ('alpha', g.alpha)):
+    if value < 0:
+      raise ConfigError(f'Invalid config.genair.{field}: must be >= 0 (paper: gamma 4, '
+                        'alpha 1e-4).')
 
 
 def cooccurrence_strength(dataset) -> np.ndarray:

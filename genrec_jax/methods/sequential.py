@@ -226,16 +226,17 @@ def default_sequential_config() -> ml_collections.ConfigDict:
 
 
 def validate_sequential_config(config, kinds: tuple[str, ...]) -> None:
-  """Raises ValueError naming the field: the loss, its negatives, the example kinds the
+  """Raises ConfigError naming the field: the loss, its negatives, the example kinds the
   encoder trains on."""
+  from genrec_jax.config import ConfigError  # pylint: disable=g-import-not-at-top (cycle)
   seq = config.sequential
   if seq.loss not in ('ce', 'bce'):
-    raise ValueError(f"Invalid config.sequential.loss={seq.loss!r}: use 'ce' (full "
+    raise ConfigError(f"Invalid config.sequential.loss={seq.loss!r}: use 'ce' (full "
                      "softmax) or 'bce' (sampled negatives).")
   if seq.num_negatives < 1:
-    raise ValueError('Invalid config.sequential.num_negatives: must be >= 1.')
+    raise ConfigError('Invalid config.sequential.num_negatives: must be >= 1.')
   if config.train.example_kind not in kinds:
-    raise ValueError(f'Invalid config.train.example_kind={config.train.example_kind!r}: '
+    raise ConfigError(f'Invalid config.train.example_kind={config.train.example_kind!r}: '
                      f'{config.method} trains on {kinds}.')
 
 
