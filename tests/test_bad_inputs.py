@@ -37,6 +37,11 @@ Add a row here with every new reader, side file or config field.
 |   -1                                             |                                           |
 | archetype JSONL: unknown item, missing items,    | DataError naming file and line            |
 |   empty text, an item twice, a bad line          |   (tests/test_archetypes.py)              |
+| GGUF: unknown architecture, missing, mis-shaped  | CheckpointError naming the file and every |
+|   or unexpected tensor, a type that cannot be    |   tensor (tests/test_gguf.py)             |
+|   dequantised, a non-BPE tokenizer, not GGUF     |                                           |
+| model.checkpoint / embed.model: missing file,    | CheckpointError naming it and the fix     |
+|   not a short name/.gguf/HF dir, wheel absent    |   (tests/test_gguf.py), exit code 6       |
 """
 
 import json
