@@ -6,7 +6,6 @@ on the LC-Rec backbone: head items replaced by their most similar tail item with
 
 from configs import common
 
-
 VARIANTS = common.TABLE_VARIANTS
 SUFFIXES = ('augment', 'substitute')
 

@@ -13,7 +13,6 @@ and applied to test; results.json records it under 'ifairlrs_rr'.
 
 from configs import common
 
-
 VARIANTS = common.TABLE_VARIANTS
 SUFFIXES = ('rw', 'rr')
 

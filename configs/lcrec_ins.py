@@ -23,7 +23,6 @@ paper's setting with SmolLM2 for Qwen2.5-3B, for accelerators).
 
 from configs import common
 
-
 VARIANTS = common.TABLE_VARIANTS
 SUFFIXES = ('rqk4', 'rqk6', 'prompt', 'prefix', 'alltasks', 'smollm2')
 

@@ -15,7 +15,6 @@ import os
 from configs import common
 from genrec_jax.methods import letter
 
-
 VARIANTS = common.TABLE_VARIANTS
 SUFFIXES = ('tiger',)
 

@@ -8,7 +8,6 @@ Amazon Instruments data, LC-Rec format), paper (Amazon 2018 Instruments raw file
 
 from configs import common
 
-
 VARIANTS = common.TABLE_VARIANTS
 SUFFIXES = ()
 

@@ -9,7 +9,6 @@ Variants (`:variant`): `cpu` (default) and `paper` are the same here (Pop has no
 from configs import common
 from genrec_jax import config as config_lib
 
-
 VARIANTS = ('cpu', 'paper', 'masked')
 SUFFIXES = ()
 

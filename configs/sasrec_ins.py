@@ -7,7 +7,6 @@ Variants: cpu (MovieLens-100k), paper (Amazon Instruments), smoke.
 
 from configs import common
 
-
 VARIANTS = common.TABLE_VARIANTS
 SUFFIXES = ()
 

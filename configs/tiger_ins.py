@@ -15,7 +15,6 @@ smaller (2+2 layers, 4 heads of 32, d_ff 512, batch 64) and sees each target onc
 
 from configs import common
 
-
 VARIANTS = common.TABLE_VARIANTS
 SUFFIXES = ()
 
