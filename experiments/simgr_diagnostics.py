@@ -43,6 +43,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import tqdm
 
@@ -56,6 +57,20 @@ from genrec_jax.eval import metrics as metrics_lib  # pylint: disable=g-import-n
 from genrec_jax.methods import simgr  # pylint: disable=g-import-not-at-top
 
 KS = (1, 5, 10)
+
+
+def saved_config(run_dir: str) -> ml_collections.ConfigDict:
+  """The run's config.json; records written before model.checkpoint replaced model.hf_dir
+  (issue 19) name the field by its old name, which the methods no longer read."""
+  path = os.path.join(run_dir, 'config.json')
+  if not os.path.exists(path):
+    raise run_lib.WorkdirError(f'{run_dir} has no config.json: not a run directory.')
+  with open(path) as f:
+    config = json.load(f)
+  model = config.get('model', {})
+  if 'hf_dir' in model and 'checkpoint' not in model:
+    model['checkpoint'] = model.pop('hf_dir')
+  return ml_collections.ConfigDict(config)
 
 
 def as_simgr(loaded):
@@ -224,7 +239,7 @@ def main():
   args = parser.parse_args()
   beams = tuple(int(b) for b in args.beams.split(','))
 
-  loaded = run_lib.load_run(args.run)
+  loaded = run_lib.load_run(args.run, config=saved_config(args.run))
   method, params, has_heads = as_simgr(loaded)
   dataset, name = loaded.dataset, loaded.config.name
   out = args.out or os.path.join('experiments', 'simgr_' + re.sub(r'[^a-z0-9]+', '_',
