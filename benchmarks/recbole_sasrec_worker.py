@@ -2,9 +2,12 @@
 
 Runs in RecBole's own virtual environment (PyTorch CPU, numpy<2), never in genrec_jax's:
   /work/recbole_venv/bin/python benchmarks/recbole_sasrec_worker.py --data_dir=DIR \
-      --dataset=NAME --epochs=2 [--converge] --out=result.json
+      --dataset=NAME --epochs=2 [--steps=N] [--converge] --out=result.json
 Timing mode trains --epochs epochs and records each one's wall time (training only, as
-RecBole's own "epoch N training [time: ...]"). --converge trains up to --epochs with RecBole's
+RecBole's own "epoch N training [time: ...]"); with --steps=N it instead times N training
+steps one by one (the body of RecBole's Trainer._train_epoch: next batch, zero_grad,
+calculate_loss, backward, optimizer step) and reports their median, for machines where a
+whole epoch takes too long. --converge trains up to --epochs with RecBole's
 early stopping on valid NDCG@10 (--patience epochs) and reports the best model's test
 HR@10 / NDCG@10 (full ranking, past items not masked, as RecBole ranks for sequential models).
 """
@@ -28,6 +31,7 @@ def main():
   parser.add_argument('--dataset', required=True)
   parser.add_argument('--epochs', type=int, default=2)
   parser.add_argument('--converge', action='store_true')
+  parser.add_argument('--steps', type=int, default=0, help='time this many steps, not epochs')
   parser.add_argument('--patience', type=int, default=5)
   parser.add_argument('--batch_size', type=int, default=256)
   parser.add_argument('--lr', type=float, default=1e-3)
@@ -63,7 +67,20 @@ def main():
   result = {'train_examples': len(train_data._dataset), 'threads': torch.get_num_threads(),
             'torch': torch.__version__, 'users': dataset.user_num - 1,
             'items': dataset.item_num - 1, 'interactions': len(dataset.inter_feat)}
-  if not args.converge:
+  if args.steps:
+    model.train()
+    step_times, batches = [], iter(train_data)
+    for _ in range(args.steps + 2):  # 2 warm-up steps
+      start = time.perf_counter()
+      interaction = next(batches).to('cpu')
+      trainer.optimizer.zero_grad()
+      loss = model.calculate_loss(interaction)
+      loss.backward()
+      trainer.optimizer.step()
+      step_times.append(time.perf_counter() - start)
+    result['step_seconds'] = step_times[2:]
+    result['steps_per_epoch'] = len(train_data)
+  elif not args.converge:
     times = []
     for epoch in range(args.epochs):
       start = time.perf_counter()
