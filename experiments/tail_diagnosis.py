@@ -33,15 +33,15 @@ def target_log_probs(workdir: str, split: str = 'test', k: int = 10):
   config, dataset, method, params = run.load_run(workdir)
 
   @jax.jit
-  def per_token(params, history, targets):
-    prompt = method.prompt_tokens(history)
-    tokens = item_tokens_of(method.item_tokens, targets[:, None])  # [B, 1, L]
-    logits = method.backbone.continuation_logits(params, prompt, tokens[..., :-1], None)
+  def per_token(params, batch):
+    tokens = item_tokens_of(method.item_tokens, batch['target'][:, None])  # [B, 1, L]
+    logits = method.backbone.continuation_logits(params, method.prompt(batch),
+                                                 tokens[..., :-1], None)
     return losses.target_log_probs(logits, tokens)[:, 0], tokens[:, 0] >= 0  # [B, L] twice
 
   rows = {'log_p': [], 'bar': [], 'hit': []}
   for batch, n in eval_batches(dataset, split, config.eval.batch_size, mask_history=False):
-    log_p, valid = per_token(params, batch['history'], batch['target'])
+    log_p, valid = per_token(params, batch)
     # The evaluation's own search (its beam depends on the largest K), cut to the top k.
     items, scores = method.predict_topk(params, batch, max(k, *config.eval.ks))
     rows['log_p'].append(np.where(valid, log_p, np.nan)[:n])
