@@ -14,6 +14,7 @@ hidden states over each prompt and over each completion) out.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import dataclasses
 from typing import NamedTuple
 
 from absl import app
@@ -63,7 +64,7 @@ def complete(model: pretrained.Pretrained, prompts: Sequence[str],
   carries the mean hidden states over the prompt and over its generated tokens.
   """
   if not config.eos_ids and model.eos_id is not None:
-    config = sampling.SamplingConfig(**{**config.__dict__, 'eos_ids': (model.eos_id,)})
+    config = dataclasses.replace(config, eos_ids=(model.eos_id,))
   network = transformer_lib.Transformer(model.config)
   encoded = [model.encode(prompt_text(model, p, chat)) for p in prompts]
   key = jax.random.key(seed)

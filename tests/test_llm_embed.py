@@ -19,7 +19,7 @@ from genrec_jax.embed import llm
 from genrec_jax.models import pretrained
 from genrec_jax.models import transformer
 
-TEXTS = ['Title: Toy Story; Year: 1995', 'Heat', 'Title: ' + 'word ' * 30, 'x']
+TEXTS = ['Title: Toy Story; Year: 1995', 'Heat', 'Title: ' + 'word ' * 30]
 
 
 @pytest.fixture(scope='module')

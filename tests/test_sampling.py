@@ -26,11 +26,14 @@ def _constant_step(logits):
   return step_fn
 
 
+_LOOP = jax.jit(sampling.sample_loop, static_argnums=(0, 6))  # one compile per step_fn+config
+_LOGITS_STEP = _constant_step(LOGITS)
+
+
 def _run(step_fn, batch, config, prompt=None, key=0, first=None):
   prompt = np.zeros((batch, 1), np.int32) if prompt is None else np.asarray(prompt, np.int32)
   first = step_fn(jnp.zeros((batch,), jnp.int32), 0)[0] if first is None else first
-  loop = jax.jit(sampling.sample_loop, static_argnums=(0, 6))
-  return loop(step_fn, first, jnp.int32(0), prompt, prompt >= 0, jax.random.key(key), config)
+  return _LOOP(step_fn, first, jnp.int32(0), prompt, prompt >= 0, jax.random.key(key), config)
 
 
 def _truncated_softmax(logits, temperature=1.0, top_k=0, top_p=1.0):
@@ -57,7 +60,7 @@ def _truncated_softmax(logits, temperature=1.0, top_k=0, top_p=1.0):
 def test_sample_frequencies_match_the_truncated_softmax(temperature, top_k, top_p):
   config = sampling.SamplingConfig(max_new_tokens=4, temperature=temperature, top_k=top_k,
                                    top_p=top_p)
-  out = _run(_constant_step(LOGITS), 5000, config)
+  out = _run(_LOGITS_STEP, 5000, config)
   counts = np.bincount(np.asarray(out.tokens).ravel(), minlength=len(LOGITS))
   expected = _truncated_softmax(LOGITS, temperature, top_k, top_p)
   assert np.all(counts[expected == 0] == 0)  # removed tokens are never drawn
@@ -76,6 +79,29 @@ def test_top_p_keeps_the_token_that_crosses_the_mass():
   np.testing.assert_array_equal(
       np.asarray(sampling.top_k_filter(jnp.asarray([[1.0, 3.0, 3.0, 2.0]]), 2)[0] > -1e29),
       [False, True, True, False])
+
+
+def _hf_top_p_keep(logits, p):
+  """HF's TopPLogitsWarper in NumPy: sort ascending, remove while cumsum <= 1 - p, keep the
+  last."""
+  order = np.argsort(logits, axis=-1)
+  ascending = np.take_along_axis(logits, order, axis=-1)
+  probs = np.exp(ascending - ascending.max(axis=-1, keepdims=True))
+  remove = np.cumsum(probs / probs.sum(axis=-1, keepdims=True), axis=-1) <= 1 - p
+  remove[:, -1] = False
+  out = np.zeros_like(remove)
+  np.put_along_axis(out, order, remove, axis=-1)
+  return ~out
+
+
+def test_top_p_bisection_keeps_what_hf_sorting_keeps():
+  rng = np.random.default_rng(0)
+  filtered = jax.jit(sampling.top_p_filter, static_argnums=1)
+  for p in (0.3, 0.9, 0.97):
+    for scale in (0.3, 3.0, 12.0):
+      logits = (rng.normal(size=(64, 1000)) * scale).astype(np.float32)
+      kept = np.asarray(filtered(jnp.asarray(logits), p) > -1e29)
+      np.testing.assert_array_equal(kept, _hf_top_p_keep(logits.astype(np.float64), p))
 
 
 def test_repetition_penalty_hand_case():
@@ -119,9 +145,15 @@ def test_loop_ends_when_every_row_has_stopped():
   assert np.asarray(out.lengths).tolist() == [1, 1]
 
 
+def test_sampling_is_reproducible_and_varies_with_the_key():
+  config = sampling.SamplingConfig(max_new_tokens=4, temperature=0.7, top_k=3)
+  one, again, other = (_run(_LOGITS_STEP, 5000, config, key=k) for k in (0, 0, 1))
+  np.testing.assert_array_equal(one.tokens, again.tokens)
+  assert not np.array_equal(one.tokens, other.tokens)
+
+
 def test_greedy_is_argmax_and_config_is_validated():
-  out = _run(_constant_step(LOGITS), 3, sampling.SamplingConfig(max_new_tokens=2,
-                                                                 temperature=0))
+  out = _run(_LOGITS_STEP, 3, sampling.SamplingConfig(max_new_tokens=2, temperature=0))
   assert np.all(np.asarray(out.tokens) == 0)
   for bad in (dict(max_new_tokens=0), dict(temperature=-1.0), dict(top_k=-1),
               dict(top_p=0.0), dict(top_p=1.5), dict(repetition_penalty=0.0)):
@@ -146,38 +178,32 @@ def tiny():
   return model, params
 
 
-def test_left_padded_batch_equals_the_prompt_alone(tiny):
+def test_left_padded_batch_equals_each_prompt_run_alone(tiny):
+  """Greedy tokens with the repetition penalty, and hidden states, of a left-padded batch
+  equal what a plain forward of each unpadded prompt + its continuation gives."""
   model, params = tiny
-  short, long = [3, 7], [11, 4, 9, 20, 1]
-  config = sampling.SamplingConfig(max_new_tokens=5, temperature=0, repetition_penalty=1.3)
+  short, long, steps, penalty = [3, 7], [11, 4, 9, 20, 1], 5, 1.3
+  config = sampling.SamplingConfig(max_new_tokens=steps, temperature=0,
+                                   repetition_penalty=penalty)
   tokens = np.asarray([[0, 0, 0] + short, long], np.int32)
   mask = np.asarray([[False] * 3 + [True] * 2, [True] * 5])
   batch = sampling.generate(model, params, tokens, mask, jax.random.key(0), config, True)
-  alone = sampling.generate(model, params, np.asarray([short], np.int32),
-                            np.ones((1, 2), bool), jax.random.key(0), config, True)
-  np.testing.assert_array_equal(batch.tokens[0], alone.tokens[0])
-  np.testing.assert_allclose(batch.hidden[0], alone.hidden[0], atol=2e-5)
-  assert not np.array_equal(batch.tokens[0], batch.tokens[1])
-  # Hidden states equal a plain forward of prompt + generated tokens (right-padded batch).
+  # The reference: each sequence on its own (right-padded in one call: causal attention and
+  # the mask keep its real tokens from seeing the padding), positions 0, 1, ...
   sequences = [p + np.asarray(t).tolist() for p, t in zip((short, long), batch.tokens)]
   padded = np.zeros((2, 10), np.int32)
   padded[0, :7], padded[1] = sequences
-  hidden = np.asarray(model.apply({'params': params}, padded, mask=padded * 0 + (
-      np.arange(10) < np.array([[7], [10]])), return_hidden=True).hidden)
+  forward = jax.jit(lambda p, x, m: model.apply({'params': p}, x, mask=m, return_hidden=True))
+  out = forward(params, padded, np.arange(10) < np.array([[7], [10]]))
   for row, prompt in enumerate((short, long)):
-    np.testing.assert_allclose(batch.hidden[row], hidden[row, len(prompt):len(prompt) + 5],
+    seq, start = sequences[row], len(prompt)
+    for n in range(steps):  # HF's penalty over the tokens so far, then argmax
+      logits = np.asarray(out.logits[row, start + n - 1], np.float64)
+      seen = list(set(seq[:start + n]))
+      logits[seen] = np.where(logits[seen] > 0, logits[seen] / penalty, logits[seen] * penalty)
+      assert seq[start + n] == int(np.argmax(logits)), (row, n)
+    np.testing.assert_allclose(batch.hidden[row], out.hidden[row, start:start + steps],
                                atol=2e-5)
     np.testing.assert_allclose(batch.prompt_hidden_mean[row],
-                               hidden[row, :len(prompt)].mean(axis=0), atol=2e-5)
-
-
-def test_sampling_on_the_model_is_reproducible_and_varies_with_the_key(tiny):
-  model, params = tiny
-  config = sampling.SamplingConfig(max_new_tokens=6, temperature=1.0, top_p=0.95)
-  tokens, mask = np.full((2, 5), 3, np.int32), np.ones((2, 5), bool)
-  one = sampling.generate(model, params, tokens, mask, jax.random.key(1), config)
-  again = sampling.generate(model, params, tokens, mask, jax.random.key(1), config)
-  other = sampling.generate(model, params, tokens, mask, jax.random.key(2), config)
-  np.testing.assert_array_equal(one.tokens, again.tokens)
-  assert not np.array_equal(one.tokens, other.tokens)
-  assert one.hidden is None and one.prompt_hidden_mean is None
+                               np.asarray(out.hidden[row, :start]).mean(axis=0), atol=2e-5)
+  assert not np.array_equal(batch.tokens[0], batch.tokens[1])

@@ -95,19 +95,37 @@ def top_k_filter(logits: jax.Array, k: int) -> jax.Array:
   return jnp.where(logits < kth, NEG, logits)
 
 
-def top_p_filter(logits: jax.Array, p: float) -> jax.Array:
-  """Nucleus filtering as HF's TopPLogitsWarper: in ascending order of probability, tokens
-  whose cumulative probability is <= 1 - p are removed; the most likely token always stays.
-  So the kept set is the smallest set of most likely tokens holding mass >= p."""
+def top_p_filter(logits: jax.Array, p: float, iterations: int = 64) -> jax.Array:
+  """Nucleus filtering with HF's TopPLogitsWarper's rule: a token stays iff the probability
+  of the tokens strictly more likely than it is < p (so the kept set is the smallest set of
+  most likely tokens holding mass >= p; the most likely token always stays).
+
+  The cutoff logit is found by bisection instead of sorting the vocabulary (XLA:CPU sorts
+  [64, 49152] logits in seconds; `iterations` masked sums cost a fraction of a model step):
+  hi stays where the rule keeps, lo where it removes, until they are adjacent floats (at most
+  `iterations` halvings; ~30 for logits of a trained LM), so hi is the smallest kept logit. Tokens tied at that logit all stay (HF keeps some of them, in the
+  order its sort leaves them).
+  """
   if p >= 1.0:
     return logits
-  order = jnp.argsort(logits, axis=-1)  # ascending [B, V]
-  ascending = jnp.take_along_axis(logits, order, axis=-1)
-  cumulative = jnp.cumsum(jax.nn.softmax(ascending, axis=-1), axis=-1)
-  remove_sorted = (cumulative <= 1.0 - p).at[:, -1].set(False)
-  rows = jnp.arange(logits.shape[0])[:, None]
-  remove = jnp.zeros_like(remove_sorted).at[rows, order].set(remove_sorted)
-  return jnp.where(remove, NEG, logits)
+  probs = jax.nn.softmax(logits, axis=-1)
+  keeps = lambda v: jnp.sum(jnp.where(logits > v, probs, 0.0), axis=-1, keepdims=True) < p
+
+  def halve(state):
+    step, lo, hi = state
+    mid = lo + (hi - lo) / 2
+    keep = keeps(mid)
+    return step + 1, jnp.where(keep, lo, mid), jnp.where(keep, mid, hi)
+
+  def apart(state):  # some row's bounds are not yet adjacent floats
+    step, lo, hi = state
+    mid = lo + (hi - lo) / 2
+    return (step < iterations) & jnp.any((mid > lo) & (mid < hi))
+
+  state = (0, jnp.min(logits, axis=-1, keepdims=True) - 1.0,  # removes (mass above: 1)
+           jnp.max(logits, axis=-1, keepdims=True))  # keeps (nothing above it)
+  _, _, cutoff = jax.lax.while_loop(apart, halve, state)
+  return jnp.where(logits < cutoff, NEG, logits)
 
 
 def process_logits(logits: jax.Array, seen: jax.Array | None,
