@@ -33,8 +33,8 @@ TABLE_2 = ('Ghost', 'Ghost w/o AUO', 'Ghost w/o SKT', 'LC-Rec', 'RQK-4', 'RQK-6'
 # Beyond the paper: item-level scoring (SimGR) beside the per-prefix generative rows, on
 # LC-Rec's SIDs and on Ghost's SKT SIDs (does item-level scoring remove the branching-point
 # bias SKT targets?).
-SIMGR_ROWS = ('LC-Rec (per prefix)', 'SimGR', 'Ghost (per prefix)', 'SimGR (SKT SIDs)',
-              'SimGR (SKT SIDs, AUO)')
+SIMGR_ROWS = ('LC-Rec (per prefix)', 'SimGR', 'SimGR (no SID heads)', 'Ghost (per prefix)',
+              'SimGR (SKT SIDs)', 'SimGR (SKT SIDs, AUO)')
 # GENPLUGIN (issue 20) beside the row it wraps, all trained per example.
 GENPLUGIN_ROWS = (('LC-Rec (per prefix)', 'LC-Rec + GENPLUGIN'), ('TIGER', 'TIGER + GENPLUGIN'),
                   ('Ghost (per prefix)', 'Ghost + GENPLUGIN'))
@@ -102,6 +102,8 @@ def get_sweep(variant: str, root: str) -> list[dict]:
         ('SimGR', f'configs/simgr_ins.py:{variant}', {}),
         ('SimGR (SKT SIDs)', f'configs/simgr_ins.py:{variant}_skt', {}),
         ('SimGR (SKT SIDs, AUO)', f'configs/simgr_ins.py:{variant}_skt_auo', {}),
+        # The paper's SimGR: the item loss alone (how much the joint SID heads cost it).
+        ('SimGR (no SID heads)', f'configs/simgr_ins.py:{variant}_pure', {}),
         # GENPLUGIN around the per-prefix LC-Rec and Ghost rows and TIGER (two phases; the
         # second retrieves users by SASRec seed 0's user vectors).
         ('LC-Rec + GENPLUGIN', f'configs/genplugin_ins.py:{variant}_lcrec', {}),
