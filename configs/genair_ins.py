@@ -3,9 +3,9 @@ r"""GenAIR on SASRec, BERT4Rec and GRU4Rec, and each recommender without it.
   python -m genrec_jax.main --config=configs/genair_ins.py:cpu_sasrec --workdir=runs/genair_sasrec
   python -m genrec_jax.main --config=configs/genair_ins.py:cpu_sasrec_plain --workdir=runs/sasrec_w
 
-Variants `<size>_<backbone>[_plain]`, backbone in sasrec, bert4rec, gru4rec; `_plain` is the
-same recommender (same sizes, loss, examples and budget) with its own item ID table and
-no calibration, i.e. without GenAIR.
+Variants `<size>_<backbone>[_plain]`, backbone in sasrec (the default), bert4rec, gru4rec;
+`_plain` is the same recommender (same sizes, loss, examples and budget) with its own item
+ID table and no calibration, i.e. without GenAIR.
   cpu    MovieLens-100k, sized for this 2-core CPU: d = 64, CE over the catalogue, SASRec and
          GRU4Rec trained on whole windows ('window' examples), BERT4Rec on masked windows;
          the frozen table is SmolLM2-135M-Instruct's view of its archetypes (prompt ⊕
@@ -33,11 +33,12 @@ ML100K_LLM_TABLE = 'experiments/archetypes/ml100k_smollm2_llm768.npy'
 
 def get_config(variant: str = 'cpu_sasrec'):
   size, suffixes = common.parse_variant(variant, VARIANTS, SUFFIXES)
-  backbone = suffixes[0] if suffixes else ''
-  plain = suffixes[1:] == ['plain']
-  if backbone not in BACKBONES or suffixes[1:] not in ([], ['plain']):
+  named = [s for s in suffixes if s != 'plain']
+  plain = len(named) < len(suffixes)
+  if len(named) > 1 or len(suffixes) - len(named) > 1 or (plain and suffixes[-1] != 'plain'):
     raise ValueError(f'unknown variant {variant!r}: use <{"|".join(VARIANTS)}>_<backbone>'
                      f'[_plain] with backbone in {", ".join(BACKBONES)}.')
+  backbone = named[0] if named else 'sasrec'
   method = backbone if plain else 'genair'
   defaults = genair.default_config(backbone)
   if plain:  # the backbone's own fields only

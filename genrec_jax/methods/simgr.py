@@ -82,7 +82,6 @@ import dataclasses
 import functools
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -314,7 +313,7 @@ class SimGR(Method):
   def init(self, rng):
     rng_backbone, rng_head, rng_text = jax.random.split(rng, 3)
     params = {'backbone': self.generator.init(rng_backbone)}
-    dim = nn.unbox(self.backbone.token_embeddings(params['backbone'])).shape[1]
+    dim = self.backbone.token_embeddings(params['backbone']).shape[1]
     positions = self.classes.shape[1]
     params['parallel_head'] = {
         'kernel': jax.random.normal(rng_head, (positions, dim, self.num_classes),
