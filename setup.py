@@ -32,6 +32,7 @@ setup(
     version='0.1.0',
     description=__doc__,
     packages=find_packages(include=['genrec_jax', 'genrec_jax.*', 'configs']),
+    license='Apache-2.0',
     python_requires='>=3.11',
     install_requires=INSTALL_REQUIRES,
     extras_require={'dev': ['pytest==9.0.3']},

@@ -3,8 +3,10 @@
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import matplotlib
 import numpy as np
@@ -304,3 +306,42 @@ def test_paper_forms_dry_run_as_slurm_arrays(study, tmp_path):
   assert all(':paper' in t and '--config.seed=' in t for t in tasks)
   assert all('#SBATCH --gres=gpu:1' in a.read_text() for a in arrays)
   assert line.count('sbatch --parsable') == len(arrays)
+
+
+def test_a_killed_sweep_picks_its_unfinished_run_up_from_the_checkpoint(tmp_path):
+  """What a long Instruments run relies on across working stretches: the sweep is killed
+  (SIGTERM to its process group, as at the end of a session) mid-run, and launching it again
+  resumes that run from its last checkpoint, to the end, without repeating logged steps."""
+  rows = [{'name': 'SASRec', 'config': 'configs/sasrec_ins.py:smoke',
+           'overrides': {'train.num_steps': 2000, 'train.checkpoint_every': 20,
+                         'train.log_every': 20, 'train.eval_every': 2000}}]
+  root, keep = tmp_path / 'root', tmp_path / 'kept'
+  launch = [sys.executable, '-c', (
+      'import sys; from launch import sweep\n'
+      f'rows = {rows!r}\n'
+      f'sys.exit(sweep.run_local(sweep.expand(rows, {str(root)!r}, ["0"], keep={str(keep)!r})))')]
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  first = subprocess.Popen(launch, cwd=REPO, env=env, start_new_session=True)
+  workdir = root / 'SASRec' / 'seed0'
+  log = workdir / 'log.txt'
+  deadline = time.time() + 300
+  while not (workdir / 'checkpoints' / 'state').is_dir() or not os.listdir(
+      workdir / 'checkpoints' / 'state'):
+    assert time.time() < deadline and first.poll() is None, 'no checkpoint was written'
+    time.sleep(0.5)
+  os.killpg(first.pid, signal.SIGTERM)
+  first.wait(timeout=60)
+  while 'SIGTERM: saved step' not in log.read_text():  # the orphaned run saves, then exits
+    assert time.time() < deadline, log.read_text()[-2000:]
+    time.sleep(0.5)
+  assert not (workdir / 'results.json').exists()
+  saved = int(log.read_text().split('SIGTERM: saved step ')[1].split(';')[0])
+  assert 0 < saved < 2000
+
+  again = subprocess.run(launch, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert again.returncode == 0, again.stdout[-2000:] + log.read_text()[-2000:]
+  assert f'Resumed from step {saved}' in log.read_text()
+  assert (keep / 'SASRec' / 'seed0' / 'results.json').exists()
+  with open(workdir / 'metrics.jsonl') as f:
+    steps = [json.loads(line)['step'] for line in f if '"train"' in line]
+  assert steps == sorted(set(steps)) and steps[-1] == 2000

@@ -36,8 +36,8 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-import tqdm
 
+from genrec_jax import progress
 from genrec_jax.data.raw import DataError
 
 INSTRUCTION = ('Based on the following attributes, identify the types of users this item '
@@ -161,7 +161,7 @@ def generate_archetypes(prompts: Sequence[str], item_ids: Sequence[str], cache_p
   batches = [range(s, min(s + batch_size, len(prompts)))
              for s in range(0, len(prompts), batch_size)]
   todo = [k for k, rows in enumerate(batches) if any(item_ids[i] not in cache for i in rows)]
-  with tqdm.tqdm(total=len(prompts), initial=len(prompts) - sum(len(batches[k]) for k in todo),
+  with progress.bar(total=len(prompts), initial=len(prompts) - sum(len(batches[k]) for k in todo),
                  desc='Archetypes', unit='item', disable=not show_progress) as progress:
     for k in todo:
       rows = batches[k]
