@@ -345,3 +345,21 @@ def test_a_killed_sweep_picks_its_unfinished_run_up_from_the_checkpoint(tmp_path
   with open(workdir / 'metrics.jsonl') as f:
     steps = [json.loads(line)['step'] for line in f if '"train"' in line]
   assert steps == sorted(set(steps)) and steps[-1] == 2000
+
+
+def test_instruments_sweep_has_the_per_example_rows_and_each_config_validates(tmp_path):
+  from genrec_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  rows = sweep.load_sweep(os.path.join(REPO, 'experiments/ghost_table.py'), 'ins', str(tmp_path))
+  per_example = [r for r in rows if r['name'].endswith('per prefix)')]
+  assert {r['name'] for r in per_example} == {
+      'LC-Rec (per prefix)', 'Ghost (per prefix)', 'Ghost w/o AUO (per prefix)',
+      'LETTER SIDs (lcrec, per prefix)'}
+  for row in rows:
+    config = config_lib.load_config_file(os.path.join(REPO, row['config']))
+    for key, value in row['overrides'].items():
+      config.update_from_flattened_dict({key: value})
+    config_lib.validate(config)
+    assert config.data.name == 'instruments-lcrec', row['name']
+    if row in per_example:
+      assert config.train.example_kind == 'prefix' and config.train.early_stop_patience >= 1
+      assert config.train.early_stop_metric == 'ndcg@10', row['name']
