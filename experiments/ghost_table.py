@@ -175,9 +175,10 @@ def report(root: str, out: str) -> str:
       parts += [f'### {y} against {x}', tables.direction_table(rows, y, x)]
   parts += ['## Run times on this machine (shared by the sweep\'s parallel jobs)',
             tables.timing_table(root)]
-  figures = [plots.composition(table_1, 10, f'{out}_composition.png'),
-             plots.group_hit_rates(table_1, 10, 5, f'{out}_group_hr.png'),
-             plots.pareto(table_1, 10, f'{out}_pareto.png')]
+  where = f'{tables.datasets(root)}, test split'
+  figures = [plots.composition(table_1, 10, f'{out}_composition.png', where),
+             plots.group_hit_rates(table_1, 10, 5, f'{out}_group_hr.png', where),
+             plots.pareto(table_1, 10, f'{out}_pareto.png', where)]
   parts.append('Figures: ' + ', '.join(os.path.basename(f) for f in figures))
   text = '\n\n'.join(parts) + '\n'
   with open(f'{out}.md', 'w') as f:

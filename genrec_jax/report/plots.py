@@ -50,8 +50,9 @@ def composition(rows: dict[str, list[dict]], k: int, path: str, where: str = '')
   fig, ax = plt.subplots(figsize=(7, 0.3 * len(names) + 1.5))
   y = np.arange(len(names))[::-1]  # the first row on top
   ax.barh(y, 1 - tail, label='head items', color='#4c72b0')
-  ax.barh(y, tail, left=1 - tail, label='tail items', color='#dd8452', xerr=spread,
-          capsize=2, error_kw={'elinewidth': 1})
+  ax.barh(y, tail, left=1 - tail, label='tail items', color='#dd8452')
+  # The spread belongs at the head/tail boundary (a bar's own error bar sits at its end: 100%).
+  ax.errorbar(1 - tail, y, xerr=spread, fmt='none', ecolor='black', capsize=2, elinewidth=1)
   ax.set_yticks(y, names)
   ax.set_xlim(0, 1)
   ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))

@@ -61,6 +61,11 @@ def report(root: str, ks=(10,), split: str = 'test') -> str:
   return header + '\n\n' + comparison_table(rows, ks)
 
 
+def datasets(root: str) -> str:
+  """The datasets of the runs under `root`, e.g. 'ml-100k' (for titles)."""
+  return ', '.join(sorted({str(r.get('dataset', '?')) for _, r in _runs(root)}))
+
+
 def comparison_table(rows: dict[str, list[dict[str, float]]], ks=(5, 10)) -> str:
   """Rows = {name: [metrics of each seed]}; CNS is computed per seed-mean across the rows;
   each column's best row mean is in bold."""
