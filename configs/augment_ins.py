@@ -2,6 +2,8 @@ r"""Augmentation (`:cpu_augment`) and Substitution (`:cpu_substitute`) rows of t
 on the LC-Rec backbone: head items replaced by their most similar tail item with p = 0.375.
 
   python -m genrec_jax.main --config=configs/augment_ins.py:cpu_augment --workdir=runs/aug
+
+Expected: being re-run after the baseline fixes (experiments/RESULTS.md).
 """
 
 from configs import common

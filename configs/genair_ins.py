@@ -17,6 +17,10 @@ ID table and no calibration, i.e. without GenAIR.
          (the paper's protocol; eval.protocol='full' for full ranking); the table from
          `embed.npy_path` (archetypes of Beauty from any LLM, see the README).
   smoke  a few steps on synthetic data, the table from MiniLM of the synthetic item text.
+
+Expected on `cpu` (test, seed 0, full ranking / 100 sampled negatives, 2-core CPU, 2026-12):
+`cpu_sasrec_plain` HR@10 0.133 / 0.695, `cpu_gru4rec_plain` 0.125 / 0.678; the GenAIR rows
+on SmolLM2 archetypes: experiments/RESULTS.md (GenAIR).
 """
 
 from configs import common

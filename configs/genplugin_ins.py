@@ -18,6 +18,9 @@ the history's SID tokens, not LC-Rec's instruction prompt).
 
 Substitution starts after a third of phase 1 (epoch 1 of 3, 0.33 of TIGER's single `cpu`
 epoch; the public code starts at epoch 10 of 200); phase 2 is one epoch at train.lr.
+
+Expected: not measured yet on `cpu` (its first run, LC-Rec + GENPLUGIN seed 0, is in
+progress; experiments/RESULTS.md).
 """
 
 from configs import common

@@ -12,6 +12,11 @@ are LC-Rec-backbone rows (configs/lcrec_ins.py, `:cpu_rqk4` and `:cpu_rqk6`); th
 itself uses LC-Rec's RQ-VAE tokenizer. `_smollm2`: Ghost with SmolLM2-135M-Instruct as the
 backbone (vocabulary extended by the SID tokens) and item-text encoder, as
 configs/lcrec_ins.py's `_smollm2` (`smoke_smollm2` runs on a CPU in minutes).
+
+Expected (test, 2-core CPU, 2026-12): trained per example (`--config.train.example_kind=
+prefix`, seed 0) HR@10 0.088, tail HR@10 0.037, MGU@10 0.165, ARP@10 223, ~25 min on an idle
+core; the whole-sequence `cpu` rows are being re-run after the baseline fixes
+(experiments/RESULTS.md).
 """
 
 from configs import common

@@ -9,6 +9,8 @@ chosen after training on valid NDCG@10 from ifairlrs.rr_lambda_grid (0, 0.1, 0.2
 and applied to test; results.json records it under 'ifairlrs_rr'.
 
   python -m genrec_jax.main --config=configs/ifairlrs_ins.py:cpu_rw --workdir=runs/ifair_rw
+
+Expected: being re-run after the baseline fixes (experiments/RESULTS.md).
 """
 
 from configs import common

@@ -8,6 +8,8 @@ The SASRec run comes first (its 32-d item embeddings are the CF signal):
 
 Variants: cpu, ins, paper, smoke; suffix `_tiger` for the TIGER backbone. On `ins` (the
 papers' Instruments data) the SIDs are LETTER's own, read from Instruments.index.json.
+
+Expected: being re-run after the baseline fixes (experiments/RESULTS.md).
 """
 
 import os

@@ -4,6 +4,9 @@ r"""Pop (most popular items) on MovieLens-100k, full ranking, past items not mas
 
 Variants (`:variant`): `cpu` (default) and `paper` are the same here (Pop has no model);
 `masked` excludes each user's past items, as RecBole does for general recommenders.
+
+Expected (test, this repo's 2-core CPU, 2026-12): HR@10 0.0498, NDCG@10 0.0224, tail HR@10 0,
+MGU@10 0.422; deterministic; seconds.
 """
 
 from configs import common

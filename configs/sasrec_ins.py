@@ -3,6 +3,9 @@ r"""SASRec: the collaborative model LETTER aligns to (hidden 32 = LETTER's laten
   python -m genrec_jax.main --config=configs/sasrec_ins.py:cpu --workdir=runs/sasrec
 
 Variants: cpu (MovieLens-100k), paper (Amazon Instruments), smoke.
+
+Expected on `cpu` (test, 3 seeds, 2-core CPU, 2026-12): HR@10 0.136 ± 0.006, tail HR@10
+0.074 ± 0.006, NDCG@10 0.064 ± 0.004, MGU@10 0.184; 200-290 s per run.
 """
 
 from configs import common

