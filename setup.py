@@ -35,5 +35,5 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.11',
     install_requires=INSTALL_REQUIRES,
-    extras_require={'dev': ['pytest==9.0.3']},
+    extras_require={'dev': ['pytest==9.0.3', 'pytest-xdist==3.8.0']},
 )
