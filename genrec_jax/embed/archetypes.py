@@ -162,7 +162,7 @@ def generate_archetypes(prompts: Sequence[str], item_ids: Sequence[str], cache_p
              for s in range(0, len(prompts), batch_size)]
   todo = [k for k, rows in enumerate(batches) if any(item_ids[i] not in cache for i in rows)]
   with progress.bar(total=len(prompts), initial=len(prompts) - sum(len(batches[k]) for k in todo),
-                 desc='Archetypes', unit='item', disable=not show_progress) as bar:
+                    desc='Archetypes', unit='item', disable=not show_progress) as bar:
     for k in todo:
       rows = batches[k]
       outputs = generate_batch([prompts[i] for i in rows], k)
