@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from genrec_jax.data.pipeline import MASK  # the mask token id in `tokens` (-2)
 from genrec_jax.models.sasrec import SelfAttentionBlock
+from genrec_jax.models.sasrec import item_embedding
 
 
 class BERT4Rec(nn.Module):
@@ -26,11 +27,8 @@ class BERT4Rec(nn.Module):
   dropout: float = 0.2
 
   def setup(self):
-    # Rows num_items (padding) and num_items + 1 (MASK); padded to a multiple of 128.
-    self.item_embedding = nn.Embed(
-        -(-(self.num_items + 2) // 128) * 128, self.hidden,
-        embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02),
-                                                    ('vocab', 'embed')))
+    # Rows num_items (padding) and num_items + 1 (MASK).
+    self.item_embedding = item_embedding(self.num_items + 2, self.hidden)
     self.position_embedding = nn.Embed(self.max_len + 1, self.hidden,
                                        embedding_init=nn.initializers.normal(0.02))
     self.blocks = [SelfAttentionBlock(self.hidden, self.num_heads, self.dropout)

@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from genrec_jax.models.sasrec import item_embedding
+
 
 class GRU4Rec(nn.Module):
   num_items: int
@@ -24,10 +26,7 @@ class GRU4Rec(nn.Module):
   dropout: float = 0.2
 
   def setup(self):
-    self.item_embedding = nn.Embed(
-        -(-(self.num_items + 1) // 128) * 128, self.hidden,
-        embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02),
-                                                    ('vocab', 'embed')))
+    self.item_embedding = item_embedding(self.num_items + 1, self.hidden)  # + padding row
     self.layers = [GRULayer(self.hidden) for _ in range(self.num_layers)]
     self.input_dropout = nn.Dropout(self.dropout)
     self.output = nn.Dense(self.hidden)

@@ -14,6 +14,14 @@ import jax.numpy as jnp
 NEG = -1e9  # large finite negative for masked attention logits
 
 
+def item_embedding(num_rows: int, hidden: int) -> nn.Embed:
+  """The item table of the sequential encoders, `num_rows` (items and their special rows)
+  padded to a multiple of 128 so that it shards evenly over the 'vocab' mesh axes."""
+  return nn.Embed(-(-num_rows // 128) * 128, hidden,
+                  embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02),
+                                                              ('vocab', 'embed')))
+
+
 class SASRec(nn.Module):
   num_items: int
   max_len: int
@@ -23,12 +31,7 @@ class SASRec(nn.Module):
   dropout: float = 0.2
 
   def setup(self):
-    # Row num_items is the padding item (history value -1); rows are padded to a multiple
-    # of 128 so the table shards evenly over the 'vocab' mesh axes.
-    self.item_embedding = nn.Embed(
-        -(-(self.num_items + 1) // 128) * 128, self.hidden,
-        embedding_init=nn.with_logical_partitioning(nn.initializers.normal(0.02),
-                                                    ('vocab', 'embed')))
+    self.item_embedding = item_embedding(self.num_items + 1, self.hidden)  # + padding row
     self.position_embedding = nn.Embed(self.max_len, self.hidden,
                                        embedding_init=nn.initializers.normal(0.02))
     self.blocks = [SelfAttentionBlock(self.hidden, self.num_heads, self.dropout)
