@@ -18,9 +18,10 @@ ID table and no calibration, i.e. without GenAIR.
          `embed.npy_path` (archetypes of Beauty from any LLM, see the README).
   smoke  a few steps on synthetic data, the table from MiniLM of the synthetic item text.
 
-Expected on `cpu` (test, seed 0, full ranking / 100 sampled negatives, 2-core CPU, 2026-12):
-`cpu_sasrec_plain` HR@10 0.133 / 0.695, `cpu_gru4rec_plain` 0.125 / 0.678; the GenAIR rows
-on SmolLM2 archetypes: experiments/RESULTS.md (GenAIR).
+Expected on `cpu` (test NDCG@10, 3 seeds, full ranking / 100 sampled negatives, 2-core CPU,
+2026-12; 1-12 min per run): `cpu_sasrec` 0.053 / 0.400 (`_plain` 0.064 / 0.437),
+`cpu_bert4rec` 0.040 / 0.378 (`_plain` 0.052 / 0.376), `cpu_gru4rec` 0.071 / 0.422 (`_plain`
+0.055 / 0.405); experiments/RESULTS.md (GenAIR).
 """
 
 from configs import common
