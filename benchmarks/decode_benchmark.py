@@ -366,10 +366,6 @@ def machine_info() -> dict[str, str]:
           'torch_threads': str(torch.get_num_threads())}
 
 
-def load_str() -> str:
-  return '/'.join(f'{x:.2f}' for x in os.getloadavg())
-
-
 def main(argv=None) -> None:
   args = parse_args(argv)
   import torch  # pylint: disable=g-import-not-at-top  (benchmark only, never in the library)
@@ -377,7 +373,7 @@ def main(argv=None) -> None:
   transformers.logging.set_verbosity_error()
   torch.manual_seed(args.seed)
   info = machine_info()
-  load_start = load_str()
+  load_start = record.load_str()
   print(f'machine: {info}  load avg {load_start}', flush=True)
 
   rng = np.random.default_rng(args.seed)
@@ -411,11 +407,8 @@ def main(argv=None) -> None:
     rows = max(args.beams) * max(args.batches)
     probe_rows = cache_probe(ckpt.config, params, rows, prompt_len, max(args.reps, 7))
     report = render_cache_probe(args, info, probe_rows, rows, prompt_len, load_start,
-                                load_str())
-    print('\n' + report)
-    if not args.no_record:
-      record.add_entry(args.results, RESULTS_HEADING, report)
-      print(f'appended to {args.results}')
+                                record.load_str())
+    record.publish(report, args.results, RESULTS_HEADING, args.no_record)
     return
 
   # Both sides must see the same model: compare the prefill logits once.
@@ -530,11 +523,8 @@ def main(argv=None) -> None:
                 f'          HF   {hf_items[u].tolist()} {np.round(hf_scores[u], 5).tolist()}')
 
   report = render(args, info, rows, prompt_len, mask_np, vocab, logit_diff, attn_impl,
-                  load_start, load_str())
-  print('\n' + report)
-  if not args.no_record:
-    record.add_entry(args.results, RESULTS_HEADING, report)
-    print(f'appended to {args.results}')
+                  load_start, record.load_str())
+  record.publish(report, args.results, RESULTS_HEADING, args.no_record)
 
 
 def render(args, info, rows, prompt_len, mask_np, vocab, logit_diff, attn_impl, load_start,

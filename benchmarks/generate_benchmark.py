@@ -77,10 +77,6 @@ def peak_rss_gib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def load_str() -> str:
-  return '/'.join(f'{x:.2f}' for x in os.getloadavg())
-
-
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def forward_floor(model, params, tokens, mask, steps: int):
   """Prefill + `steps` cached decode steps, a fixed token fed back: the forward alone."""
@@ -195,7 +191,7 @@ def main(argv=None) -> None:
   args = parse_args(argv)
   info = (f'nproc {len(os.sched_getaffinity(0))}, {record.cpu_model()}, jax {jax.__version__}, '
           f'{jax.devices()[0].platform}')
-  loads = [load_str()]
+  loads = [record.load_str()]
   print(f'machine: {info}  load avg {loads[0]}', flush=True)
   start = time.perf_counter()
   model = pretrained.load(args.model)
@@ -207,12 +203,9 @@ def main(argv=None) -> None:
   rss['generate'] = peak_rss_gib()
   embed_row = embedding_row(args, model, network)
   rss['embed'] = peak_rss_gib()
-  loads.append(load_str())
+  loads.append(record.load_str())
   report = render(args, info, load_s, gen_rows, embed_row, rss, loads)
-  print('\n' + report)
-  if not args.no_record:
-    record.add_entry(args.results, RESULTS_HEADING, report)
-    print(f'appended to {args.results}')
+  record.publish(report, args.results, RESULTS_HEADING, args.no_record)
 
 
 if __name__ == '__main__':

@@ -16,6 +16,19 @@ def cpu_model() -> str:
     return platform.processor() or 'unknown'
 
 
+def load_str() -> str:
+  """The 1/5/15-minute load averages, e.g. '1.02/0.98/0.95' (other jobs skew timings)."""
+  return '/'.join(f'{x:.2f}' for x in os.getloadavg())
+
+
+def publish(report: str, path: str, heading: str, no_record: bool) -> None:
+  """Prints a benchmark's report and, unless `no_record`, adds it to RESULTS.md."""
+  print('\n' + report)
+  if not no_record:
+    add_entry(path, heading, report)
+    print(f'appended to {path}')
+
+
 def add_entry(path: str, heading: str, entry: str) -> None:
   """Adds `entry` at the end of the `## heading` section of RESULTS.md (one section per
   benchmark, runs in date order), creating the section or the file when missing."""

@@ -346,10 +346,6 @@ def machine_info() -> dict[str, str]:
           'devices': str(jax.devices())}
 
 
-def load_str() -> str:
-  return '/'.join(f'{x:.2f}' for x in os.getloadavg())
-
-
 def command_line() -> str:
   env = [f'{k}={shlex.quote(v)}' for k, v in sorted(os.environ.items())
          if k.startswith(ENV_PREFIXES)]
@@ -483,7 +479,7 @@ def main(argv=None) -> None:
   args = parse_args(argv)
   began = time.perf_counter()
   info = machine_info()
-  load_start = load_str()
+  load_start = record.load_str()
   print(f'machine: {info}  load avg {load_start}\ncommand: {command_line()}', flush=True)
 
   matmuls = []
@@ -512,11 +508,8 @@ def main(argv=None) -> None:
   parts = breakdown(args, config, dataset, sids) if args.breakdown_reps else []
 
   report = render(args, info, config, dataset, sids, matmuls, rows, parts, load_start,
-                  load_str(), time.perf_counter() - began)
-  print('\n' + report)
-  if not args.no_record:
-    record.add_entry(args.results, RESULTS_HEADING, report)
-    print(f'appended to {args.results}')
+                  record.load_str(), time.perf_counter() - began)
+  record.publish(report, args.results, RESULTS_HEADING, args.no_record)
 
 
 if __name__ == '__main__':
