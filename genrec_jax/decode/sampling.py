@@ -103,8 +103,9 @@ def top_p_filter(logits: jax.Array, p: float, iterations: int = 64) -> jax.Array
   The cutoff logit is found by bisection instead of sorting the vocabulary (XLA:CPU sorts
   [64, 49152] logits in seconds; `iterations` masked sums cost a fraction of a model step):
   hi stays where the rule keeps, lo where it removes, until they are adjacent floats (at most
-  `iterations` halvings; ~30 for logits of a trained LM), so hi is the smallest kept logit. Tokens tied at that logit all stay (HF keeps some of them, in the
-  order its sort leaves them).
+  `iterations` halvings; ~30 for logits of a trained LM), so hi is the smallest kept logit.
+  Tokens tied at that logit all stay (HF keeps some of them, in the order its sort leaves
+  them).
   """
   if p >= 1.0:
     return logits
