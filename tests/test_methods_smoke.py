@@ -149,12 +149,16 @@ def _check_tail_diagnosis(workdir, test):
                                      'tail_diagnosis.py'))
   diagnosis = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(diagnosis)
-  rows, is_tail, _ = diagnosis.target_log_probs(workdir)
+  loaded = run.load_run(workdir)
+  rows = diagnosis.target_log_probs(loaded)
+  is_tail = ~loaded.dataset.is_head[loaded.dataset.split_targets('test')[0]]
   assert rows['hit'].mean() == pytest.approx(test['hr@10'])
   assert rows['hit'][is_tail].mean() == pytest.approx(test['hr@10/tail'])
   total = np.nansum(rows['log_p'], axis=1)
   assert np.all(total[rows['hit']] >= rows['bar'][rows['hit']] - 1e-4)
   assert np.all(np.isfinite(rows['log_p'][:, 0]))  # every SID has a first token
+  text = diagnosis.report(workdir)
+  assert 'tail-only nodes' in text and 'AUO distractors' in text
 
 
 @pytest.mark.parametrize('backbone', ['lcrec', 'tiger'])
