@@ -101,7 +101,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if tuned_valid is not None and 'valid' in config.eval.splits:
     splits['valid'] = tuned_valid
   for split in config.eval.splits:
-    if split == 'valid' and method.trainable and split not in splits:  # best params' valid
+    # Training's validation of the best params, unless this is an eval-only run: its
+    # settings (another beam, another protocol) must reach every split it reports.
+    if split == 'valid' and method.trainable and not eval_only and split not in splits:
       splits[split] = loop.best_validation_metrics(train_dir, config.eval.ks)
     if not splits.get(split):
       splits[split] = evaluate(method, params, dataset, split, config.eval, config.seed)

@@ -105,15 +105,19 @@ def test_method_trains_evaluates_and_reloads(method, overrides, reload, embeddin
   if method == 'lcrec':  # an ablation from the checkpoint: another beam, its own folder
     wider = config.copy_and_resolve_references()
     wider.decode.beam_size = 20
+    wider.eval.splits = ('valid', 'test')
     out = os.path.join(workdir, 'ablations', 'beam20')
     ablation = run.train_and_evaluate(wider, workdir, eval_only=True, out=out)
-    assert ablation['name'] == f'{config.name} [decode.beam_size=20]'
-    assert ablation['evaluated']['changed'] == {'decode.beam_size': 20}
+    assert ablation['name'] == (f"{config.name} [decode.beam_size=20, "
+                                f"eval.splits=['valid', 'test']]")
+    assert ablation['evaluated']['changed'] == {'decode.beam_size': 20,
+                                                'eval.splits': ['valid', 'test']}
     assert ablation['evaluated']['checkpoint_step'] == 6
     _, dataset, fresh, params = run.load_run(workdir, config=wider)  # a fresh evaluation
-    expected = run.evaluate(fresh, params, dataset, 'test', wider.eval, wider.seed)
     timeless = lambda m: {k: v for k, v in m.items() if k != 'eval_seconds'}
-    assert timeless(ablation['splits']['test']) == timeless(expected)
+    for split in ('valid', 'test'):  # valid too: not the validation saved in training
+      expected = run.evaluate(fresh, params, dataset, split, wider.eval, wider.seed)
+      assert timeless(ablation['splits'][split]) == timeless(expected)
     with pytest.raises(run.WorkdirError, match='never writes into the trained run'):
       run.train_and_evaluate(wider, workdir, eval_only=True, out=workdir)
     _check_rr_tradeoff(workdir, results['splits']['test'])
