@@ -101,16 +101,47 @@ class ConfigError(ValueError):
   """A config key or value is wrong. The message names the field and the fix."""
 
 
+def reference(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Every field config.method's runs have, at its default."""
+  module = methods.get(config.method)
+  # A method whose fields depend on the config (e.g. LETTER's backbone) says which it expects.
+  defaults = module.default_config_for(config) if hasattr(module, 'default_config_for') else None
+  return base_config(config.method, 'synthetic', defaults)
+
+
+# Fields renamed since runs were first saved (old dotted name -> new), so that older workdirs
+# can still be resumed and evaluated.
+RENAMED_FIELDS = {'model.hf_dir': 'model.checkpoint'}
+
+
+def read_saved(path: str) -> ml_collections.ConfigDict:
+  """A run's config.json in today's fields: renamed ones under their new names, and fields
+  added since the run at their defaults (a new field defaults to the behaviour before it).
+  Raises OSError or json.JSONDecodeError for an unreadable file."""
+  with open(path) as f:
+    saved = json.load(f)
+  config = reference(ml_collections.ConfigDict(saved))
+  for key, value in flatten(saved).items():
+    *parents, leaf = RENAMED_FIELDS.get(key, key).split('.')
+    node = config
+    for parent in parents:
+      if parent not in node:
+        node[parent] = ml_collections.ConfigDict()
+      node = node[parent]
+    try:
+      node[leaf] = value
+    except TypeError as e:
+      raise ConfigError(f'{path}: field {key}={value!r} no longer fits its type ({e}).') from None
+  return config
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the field and the fix for unknown keys or invalid values."""
   try:
     module = methods.get(config.method)
   except ValueError as e:
     raise ConfigError(f'config.method: {e}') from None
-  # A method whose fields depend on the config (e.g. LETTER's backbone) says which it expects.
-  defaults = module.default_config_for(config) if hasattr(module, 'default_config_for') else None
-  reference = base_config(config.method, 'synthetic', defaults)
-  _check_keys(config.to_dict(), reference.to_dict(), 'config')
+  _check_keys(config.to_dict(), reference(config).to_dict(), 'config')
 
   data, ev = config.data, config.eval
   _require(data.source in SOURCES, 'data.source', f'must be one of {SOURCES}')

@@ -186,7 +186,7 @@ def check_same_config(config: ml_collections.ConfigDict, workdir: str,
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     return
-  saved = _saved_config(path)
+  saved = config_lib.flatten(saved_config(path))
   given = config_lib.flatten(config)
   free = _FREE_FIELDS + (_EVAL_FIELDS if eval_only else ())
   differ = sorted(k for k in set(saved) | set(given)
@@ -202,16 +202,16 @@ def check_same_config(config: ml_collections.ConfigDict, workdir: str,
 
 def eval_changes(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """{field: value} of the eval.* and decode.* settings that differ from the trained run's."""
-  saved = _saved_config(os.path.join(workdir, 'config.json'))
+  saved = config_lib.flatten(saved_config(os.path.join(workdir, 'config.json')))
   given = config_lib.flatten(config)
   return {k: given[k] for k in sorted(given)
           if k.startswith(_EVAL_FIELDS) and saved.get(k, '<unset>') != given[k]}
 
 
-def _saved_config(path: str) -> dict:
+def saved_config(path: str) -> ml_collections.ConfigDict:
+  """A run's config.json, in today's fields (config.read_saved)."""
   try:
-    with open(path) as f:
-      return config_lib.flatten(json.load(f))
+    return config_lib.read_saved(path)
   except (OSError, json.JSONDecodeError) as e:
     raise WorkdirError(f'{path} is not readable JSON ({e}); the run that wrote it was cut '
                        'short. Delete the workdir or use a new one.') from None
@@ -261,12 +261,7 @@ def load_run(workdir: str, config: ml_collections.ConfigDict | None = None,
     if not os.path.exists(path):
       raise WorkdirError(f'{workdir} has no config.json: not a run directory. Point at a '
                          'finished run (its --workdir).')
-    try:
-      with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    except json.JSONDecodeError as e:
-      raise WorkdirError(f'{path} is not readable JSON ({e}); the run that wrote it was cut '
-                         'short.') from None
+    config = saved_config(path)
   if dataset is None:
     dataset = load_dataset(config.data, workdir)
   method = build_method(config, dataset, workdir)

@@ -196,3 +196,19 @@ def test_list_and_show_config():
   values = {key.strip(): value for key, value in values.items()}
   assert values['ghost.auo'] == 'false' and values['train.lr'] == '0.001'
   assert values['data.name'] == '"ml-100k"' and values['eval.ks'] == '[1, 5, 10, 20]'
+
+
+def test_a_run_saved_before_a_field_was_renamed_or_added_reads_as_today(tmp_path):
+  """An older config.json (model.hf_dir since renamed model.checkpoint; embed.model not yet a
+  field) reads back as today's config, so the run still resumes and evaluates."""
+  config = config_lib.load_config_file('configs/lcrec_ins.py:cpu_prefix')
+  old = json.loads(config.to_json_best_effort())
+  old['model']['hf_dir'] = old['model'].pop('checkpoint')
+  del old['embed']['model']
+  (tmp_path / 'config.json').write_text(json.dumps(old))
+  read = run.saved_config(str(tmp_path / 'config.json'))
+  assert config_lib.flatten(read) == config_lib.flatten(config)
+  run.check_same_config(config, str(tmp_path))  # no "was run with another config"
+  config.train.lr = 0.5
+  with pytest.raises(run.WorkdirError, match='train.lr'):
+    run.check_same_config(config, str(tmp_path))

@@ -149,12 +149,13 @@ def lines(runs_by_value: dict, label: str, metrics, path: str, where: str = '') 
 
 
 def scaling(rows: dict[str, list[dict]], x_key: str, metrics, path: str,
-            where: str = '') -> str:
+            where: str = '', x_label: str = 'parameters') -> str:
   """One panel per (metric key, title): the metric against `x_key` (e.g. the parameter
-  count, log scale), one line per method; rows are named '<method> (<size>)'."""
+  count or the beam width, log scale), one line per method; rows are named
+  '<method> (<size>)'."""
   by_method: dict[str, list] = {}
   for name, runs in rows.items():
-    by_method.setdefault(name.split(' (')[0], []).append(runs)
+    by_method.setdefault(name.rsplit(' (', 1)[0], []).append(runs)
   fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics) + 1.5, 3.6))
   for ax, (key, title) in zip(np.atleast_1d(axes), metrics):
     for (method, sizes), colour in zip(by_method.items(), palette(len(by_method))):
@@ -162,7 +163,7 @@ def scaling(rows: dict[str, list[dict]], x_key: str, metrics, path: str,
       x, y, dy = np.array(points).T
       ax.errorbar(x, y, yerr=dy, marker='o', color=colour, capsize=3, label=method)
     ax.set_xscale('log')
-    ax.set_xlabel('parameters')
+    ax.set_xlabel(x_label)
     ax.set_title(title)
   np.atleast_1d(axes)[-1].legend(loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=8)
   fig.suptitle(where)
