@@ -37,8 +37,13 @@ def tradeoff(workdir: str, lambdas, splits=('valid', 'test')) -> dict[str, dict[
           for split in splits}
 
 
+def run_label(workdir: str) -> str:
+  """'<row>/<seed>' of a sweep's workdir."""
+  return '/'.join(os.path.normpath(workdir).split(os.sep)[-2:])
+
+
 def report(curves: dict[str, dict[float, dict]], workdir: str, out: str) -> str:
-  parts = [f'# IFairLRS-RR re-ranking of {workdir}']
+  parts = [f'# IFairLRS-RR re-ranking of {run_label(workdir)} ({workdir})']
   for split, by_lambda in curves.items():
     lines = ['| λ | ' + ' | '.join(COLUMNS) + ' |', '|---' * (len(COLUMNS) + 1) + '|']
     for lam, metrics in by_lambda.items():
@@ -47,7 +52,7 @@ def report(curves: dict[str, dict[float, dict]], workdir: str, out: str) -> str:
     parts += [f'## {split}', '\n'.join(lines)]
   figure = plots.lines({lam: [m] for lam, m in curves['test'].items()}, 'penalty λ',
                        (('hr@10', 'HR@10'), ('hr@10/tail', 'tail HR@10'), ('mgu@10', 'MGU@10')),
-                       f'{out}.png', where=f'test split, {os.path.basename(workdir)}')
+                       f'{out}.png', where=f'test split, {run_label(workdir)}')
   parts.append(f'Figure: {os.path.basename(figure)}')
   text = '\n\n'.join(parts) + '\n'
   with open(f'{out}.md', 'w') as f:
