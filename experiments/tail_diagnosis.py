@@ -151,12 +151,13 @@ def report(workdir: str, k: int = 10) -> str:
     rare = f'{(tail < 5).mean():.2f}' if len(tail) else '–'
     lines.append(f'| {level["level"] + 1} | {len(head)} | {median(head)} | {len(tail)} | '
                  f'{median(tail)} | {rare} |')
-  w = winners_vs_distractors(rows['top'], targets, rows['hit'], dataset.is_head,
-                             distractors_of(loaded, workdir), item_tokens)
-  chance = 1 / max(int(dataset.is_head.sum()), 1)
+  distractors = distractors_of(loaded, workdir)
+  w = winners_vs_distractors(rows['top'], targets, rows['hit'], dataset.is_head, distractors,
+                             item_tokens)
+  chance = distractors.shape[1] / max(int(dataset.is_head.sum()), 1)
   lines += ['', f'Tail targets missing from the top {k} ({w["missed"]}): '
             f'{w["distractor_share"]:.3f} of their top-{k} items are their AUO distractors '
-            f'(chance per distractor {chance:.4f}); {w["distractors_in_top"]:.3f} of the '
+            f'({chance:.3f} if they were random head items); {w["distractors_in_top"]:.3f} of the '
             f'distractors are in the top {k}; {w["head_share"]:.3f} of the top-{k} items are '
             f'head items; the top-1 item shares {w["top1_prefix"]:.2f} leading SID tokens '
             'with the target.', '']
