@@ -215,6 +215,8 @@ def saved_config(path: str) -> ml_collections.ConfigDict:
   except (OSError, json.JSONDecodeError) as e:
     raise WorkdirError(f'{path} is not readable JSON ({e}); the run that wrote it was cut '
                        'short. Delete the workdir or use a new one.') from None
+  except (ValueError, AttributeError) as e:  # e.g. no or an unknown method
+    raise WorkdirError(f'{path} is not a run config this version reads: {e}') from None
 
 
 def item_sids(config: ml_collections.ConfigDict, dataset, workdir: str):
