@@ -59,8 +59,11 @@ def table_config(method: str, variant: str,
       config.train.example_kind = 'prefix'
     return config
   config.tokenize.update(codes_per_level=32, pca_dim=32)
+  # A checkpoint every 500 steps (minutes here): a run killed between validations (an epoch
+  # can take an hour) loses little.
   config.train.update(batch_size=32, lr=1e-3, warmup_steps=50, weight_decay=0.01,
-                      log_every=20, early_stop_metric='ndcg@10', early_stop_patience=0)
+                      log_every=20, early_stop_metric='ndcg@10', early_stop_patience=0,
+                      checkpoint_every=500)
   if variant == 'cpu':  # whole-sequence rows: ~105 steps of 32 chunks per epoch
     config.train.update(num_steps=0, num_epochs=3, eval_every=0)
   elif variant == 'ins':  # sequences of 8 items on average: 8 targets per chunk pad least

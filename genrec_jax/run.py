@@ -173,8 +173,9 @@ class WorkdirError(ValueError):
   """The workdir cannot be used as asked. The message names the field and the fix."""
 
 
-# Fields that change no number of a run, so a resumed run may set them differently.
-_FREE_FIELDS = ('name', 'train.log_every', 'data.tfds_dir')
+# Fields that change no number of a run, so a resumed run may set them differently
+# (checkpoints carry the data position, so their frequency is one).
+_FREE_FIELDS = ('name', 'train.log_every', 'train.checkpoint_every', 'data.tfds_dir')
 # Fields an eval-only run may change: they act after training (issue: ablations from a
 # checkpoint). Everything else must match the run that trained the checkpoint.
 _EVAL_FIELDS = ('eval.', 'decode.')
