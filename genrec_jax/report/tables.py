@@ -133,7 +133,7 @@ def direction_table(rows: dict[str, list[dict[str, float]]], method: str, baseli
     in_paper = (paper and key in paper.get(method, {}) and key in paper.get(baseline, {}))
     paper_cell = (f'{_relative(paper[method][key], paper[baseline][key]):+.1%}'
                   if in_paper else '–')
-    lines.append(f'| {key} | {wanted} | {fmt(np.mean(base))} | {fmt(np.mean(ours))} | '
+    lines.append(f'| {key} | {wanted} | {fmt(np.mean(base), key)} | {fmt(np.mean(ours), key)} | '
                  f'{_relative(np.mean(ours), np.mean(base)):+.1%} | {holds}/{len(seeds)} | '
                  f'{paper_cell} |')
   return '\n'.join(lines)
