@@ -17,7 +17,8 @@ For each finished run (its config.json, cached SIDs and best checkpoint), on the
 3. Whether AUO pushes down the items that win: for the tail targets missing from the top 10,
    the share of their top-10 items that are their AUO distractors (Ghost's K_b head items;
    for a run without AUO, those Ghost would choose with its defaults), how many of those
-   items are head items, and the common SID prefix of the target and the top-1 item.
+   items are head items or among the 50 most popular, their popularity rank against the
+   distractors', and the common SID prefix of the target and the top-1 item.
 """
 
 from __future__ import annotations
@@ -88,23 +89,25 @@ def common_prefix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def winners_vs_distractors(top: np.ndarray, targets: np.ndarray, hit: np.ndarray,
                            is_head: np.ndarray, distractors: np.ndarray,
-                           item_tokens: np.ndarray) -> dict:
+                           item_tokens: np.ndarray, popularity_rank: np.ndarray) -> dict:
   """Over the tail targets missing from their top k (top [U, k]): the mean share of the top k
   that are the target's distractors ([I, K_b]), the share of distractors that made the top k,
-  the mean share of head items in the top k, and the mean common SID prefix of target and
-  top-1 item."""
+  the mean share of head items and of the 50 most popular items (popularity_rank [I], 0 the
+  most popular) in the top k, the median popularity rank of those top-k items and of the
+  distractors, and the mean common SID prefix of target and top-1 item."""
   missed = ~is_head[targets] & ~hit
+  if not missed.any():
+    return {'missed': 0}
   top, targets = top[missed], targets[missed]
   own = distractors[targets]  # [M, K_b]
-  is_distractor = (top[:, :, None] == own[:, None, :]).any(-1)  # [M, k]
   return {'missed': int(missed.sum()),
-          'distractor_share': float(is_distractor.mean()) if missed.any() else np.nan,
-          'distractors_in_top': float((own[:, :, None] == top[:, None, :]).any(-1).mean())
-                                if missed.any() else np.nan,
-          'head_share': float(is_head[top].mean()) if missed.any() else np.nan,
-          'top1_prefix': float(common_prefix(item_tokens[targets],
-                                             item_tokens[top[:, 0]]).mean())
-                         if missed.any() else np.nan}
+          'distractor_share': float((top[:, :, None] == own[:, None, :]).any(-1).mean()),
+          'distractors_in_top': float((own[:, :, None] == top[:, None, :]).any(-1).mean()),
+          'head_share': float(is_head[top].mean()),
+          'top50_share': float((popularity_rank[top] < 50).mean()),
+          'winner_rank': float(np.median(popularity_rank[top])),
+          'distractor_rank': float(np.median(popularity_rank[own])),
+          'top1_prefix': float(common_prefix(item_tokens[targets], item_tokens[top[:, 0]]).mean())}
 
 
 def distractors_of(loaded: run.LoadedRun, workdir: str) -> np.ndarray:
@@ -152,15 +155,19 @@ def report(workdir: str, k: int = 10) -> str:
     lines.append(f'| {level["level"] + 1} | {len(head)} | {median(head)} | {len(tail)} | '
                  f'{median(tail)} | {rare} |')
   distractors = distractors_of(loaded, workdir)
+  popularity_rank = np.argsort(np.argsort(-dataset.item_counts, kind='stable'), kind='stable')
   w = winners_vs_distractors(rows['top'], targets, rows['hit'], dataset.is_head, distractors,
-                             item_tokens)
+                             item_tokens, popularity_rank)
   chance = distractors.shape[1] / max(int(dataset.is_head.sum()), 1)
-  lines += ['', f'Tail targets missing from the top {k} ({w["missed"]}): '
-            f'{w["distractor_share"]:.3f} of their top-{k} items are their AUO distractors '
-            f'({chance:.3f} if they were random head items); {w["distractors_in_top"]:.3f} of the '
-            f'distractors are in the top {k}; {w["head_share"]:.3f} of the top-{k} items are '
-            f'head items; the top-1 item shares {w["top1_prefix"]:.2f} leading SID tokens '
-            'with the target.', '']
+  if w['missed']:
+    lines += ['', f'Tail targets missing from the top {k} ({w["missed"]}): '
+              f'{w["distractor_share"]:.3f} of their top-{k} items are their AUO distractors '
+              f'({chance:.3f} if they were random head items); {w["distractors_in_top"]:.3f} '
+              f'of the distractors are in the top {k}; {w["head_share"]:.3f} of the top-{k} '
+              f'items are head items and {w["top50_share"]:.3f} are among the 50 most popular; '
+              f'their median popularity rank is {w["winner_rank"]:.0f}, the distractors\' '
+              f'{w["distractor_rank"]:.0f}; the top-1 item shares {w["top1_prefix"]:.2f} '
+              'leading SID tokens with the target.', '']
   return '\n'.join(lines)
 
 

@@ -31,12 +31,18 @@ def test_winners_against_distractors_only_counts_missed_tail_targets():
   top = np.array([[0, 1], [4, 0], [1, 2]])  # users' top 2
   targets = np.array([3, 4, 0])  # a missed tail target, a hit tail target, a head target
   hit = np.array([False, True, False])
+  popularity_rank = np.array([4, 0, 1, 2, 3])  # item 1 the most popular
   w = tail_diagnosis.winners_vs_distractors(top, targets, hit, is_head, distractors,
-                                            item_tokens)
+                                            item_tokens, popularity_rank)
   # Only user 0 counts: of its top 2 (items 0, 1) item 1 is a distractor of item 3, and of
   # its distractors (1, 2) item 1 made the top 2; item 0 shares the first token with item 3.
+  # Ranks of the top 2: 4 and 0 (median 2); of the distractors: 0 and 1 (median 0.5).
   assert w == {'missed': 1, 'distractor_share': 0.5, 'distractors_in_top': 0.5,
-               'head_share': 1.0, 'top1_prefix': 1.0}
+               'head_share': 1.0, 'top50_share': 1.0, 'winner_rank': 2.0,
+               'distractor_rank': 0.5, 'top1_prefix': 1.0}
+  assert tail_diagnosis.winners_vs_distractors(top, targets, np.ones(3, bool), is_head,
+                                               distractors, item_tokens,
+                                               popularity_rank) == {'missed': 0}
 
 
 def test_common_prefix_never_matches_padding():
