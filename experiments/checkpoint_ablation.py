@@ -99,10 +99,7 @@ def report(keep_dir: str, out: str) -> str:
     figure = plots.scaling(rows, 'value', FIGURE_METRICS, f'{out}.png',
                            where=f'test split, {where}', x_label=field)
     parts.append(f'Figure: {os.path.basename(figure)}')
-  text = '\n\n'.join(parts) + '\n'
-  with open(f'{out}.md', 'w') as f:
-    f.write(text)
-  return text
+  return tables.write_markdown(parts, out)
 
 
 if __name__ == '__main__':

@@ -145,10 +145,7 @@ def report(keep: str, out: str) -> str:
            'target)', _table(sampled),
            '### With against without GenAIR, paired by seed (sampled)', _paired(sampled),
            '## Run times on this machine (shared)', tables.timing_table(keep)]
-  text = '\n\n'.join(parts) + '\n'
-  with open(f'{out}.md', 'w') as f:
-    f.write(text)
-  return text
+  return tables.write_markdown(parts, out)
 
 
 if __name__ == '__main__':

@@ -60,10 +60,7 @@ def report(root: str, out: str, where: str = 'MovieLens-100k, test split') -> st
                                                  ('hr@10/tail', 'tail HR@10')),
                            os.path.join(os.path.dirname(out), 'ghost_scaling.png'), where=where)
     parts.append(f'Figure: {os.path.basename(figure)}')
-  text = '\n\n'.join(parts) + '\n'
-  with open(f'{out}.md', 'w') as f:
-    f.write(text)
-  return text
+  return tables.write_markdown(parts, out)
 
 
 if __name__ == '__main__':

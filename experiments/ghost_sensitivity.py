@@ -75,10 +75,7 @@ def report(root: str, out: str, where: str = 'MovieLens-100k, test split') -> st
       figures.append(plots.lines(runs, label, metrics,
                                  os.path.join(folder, f'ghost_{field}.png'), where=where))
   parts.append('Figures: ' + ', '.join(os.path.basename(f) for f in figures))
-  text = '\n\n'.join(parts) + '\n'
-  with open(f'{out}.md', 'w') as f:
-    f.write(text)
-  return text
+  return tables.write_markdown(parts, out)
 
 
 if __name__ == '__main__':

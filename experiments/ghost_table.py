@@ -180,10 +180,7 @@ def report(root: str, out: str) -> str:
              plots.group_hit_rates(table_1, 10, 5, f'{out}_group_hr.png', where),
              plots.pareto(table_1, 10, f'{out}_pareto.png', where)]
   parts.append('Figures: ' + ', '.join(os.path.basename(f) for f in figures))
-  text = '\n\n'.join(parts) + '\n'
-  with open(f'{out}.md', 'w') as f:
-    f.write(text)
-  return text
+  return tables.write_markdown(parts, out)
 
 
 if __name__ == '__main__':

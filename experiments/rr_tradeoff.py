@@ -54,10 +54,7 @@ def report(curves: dict[str, dict[float, dict]], workdir: str, out: str) -> str:
                        (('hr@10', 'HR@10'), ('hr@10/tail', 'tail HR@10'), ('mgu@10', 'MGU@10')),
                        f'{out}.png', where=f'test split, {run_label(workdir)}')
   parts.append(f'Figure: {os.path.basename(figure)}')
-  text = '\n\n'.join(parts) + '\n'
-  with open(f'{out}.md', 'w') as f:
-    f.write(text)
-  return text
+  return tables.write_markdown(parts, out)
 
 
 if __name__ == '__main__':

@@ -177,6 +177,14 @@ def _relative(value: float, reference: float) -> float:
   return (value - reference) / reference
 
 
+def write_markdown(parts: list[str], out: str) -> str:
+  """Writes a report's parts, a blank line apart, to <out>.md and returns the text."""
+  text = '\n\n'.join(parts) + '\n'
+  with open(f'{out}.md', 'w') as f:
+    f.write(text)
+  return text
+
+
 def collect(root: str, split: str = 'test') -> dict[str, list[dict[str, float]]]:
   """{config name: [split metrics of each run, with its 'seed' and 'num_params']} for every
   results.json under root."""
