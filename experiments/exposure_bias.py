@@ -92,8 +92,11 @@ def table(workdirs: list[str], split: str = 'test') -> str:
       method = json.load(f)['method']
     if methods.spec(method).family != 'generative':
       raise SystemExit(f'{workdir}: {method} is not a generative run (no SIDs to decode).')
-  lines = [f'Split: {split}. Accuracy of SID token i over the targets that have one; gap = '
-           'teacher-forced − free-running.', '',
+  runs = ', '.join('/'.join(os.path.normpath(w).split(os.sep)[-2:]) for w in workdirs)
+  lines = [f'# Exposure bias per SID level ({runs})', '',
+           f'Split: {split}. Accuracy of SID token i over the targets that have one; gap = '
+           'teacher-forced − free-running (a free-running token on a path that already went '
+           'wrong is wrong, so the gap compounds with the level).', '',
            '| run | targets | level | teacher-forced | free-running | gap |',
            '|---|---|---|---|---|---|']
   for workdir in workdirs:
