@@ -92,6 +92,20 @@ def expand(rows: list[dict], root: str, seeds, keep: str = '', only=()) -> list[
   return list(runs.values())
 
 
+def row_names(text: str) -> list[str]:
+  """--only's comma-separated row names; a comma inside parentheses belongs to its name
+  ('Ghost,SimGR (SKT SIDs, AUO)' -> ['Ghost', 'SimGR (SKT SIDs, AUO)'])."""
+  names, depth, current = [], 0, ''
+  for char in text:
+    depth += {'(': 1, ')': -1}.get(char, 0)
+    if char == ',' and depth == 0:
+      names.append(current.strip())
+      current = ''
+    else:
+      current += char
+  return [name for name in names + [current.strip()] if name]
+
+
 def to_run(runs: list[dict]) -> list[dict]:
   """The runs still to do: those not kept, and kept ones whose workdir another run needs
   (a kept record has no checkpoints or embeddings to read)."""
@@ -232,7 +246,7 @@ def main(argv):
   rows = load_sweep(FLAGS.sweep, FLAGS.sweep_arg, FLAGS.root)
   if FLAGS.keep:
     check_keep_is_committable(FLAGS.keep)
-  only = FLAGS.only.split(',') if FLAGS.only else ()
+  only = row_names(FLAGS.only)
   runs = expand(rows, FLAGS.root, FLAGS.seeds, FLAGS.keep, only)
   if FLAGS.launcher == 'slurm':
     print(submit_slurm(to_run(runs), FLAGS.root, FLAGS.slurm_args))

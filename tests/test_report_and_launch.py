@@ -92,6 +92,15 @@ def test_needed_runs_run_first_even_when_only_their_record_is_kept(tmp_path):
     sweep.expand(rows, str(tmp_path), ['0'], only=['LETER'])
 
 
+def test_only_keeps_commas_inside_a_row_name():
+  assert sweep.row_names('Ghost, SimGR (SKT SIDs, AUO),LETTER SIDs (lcrec, per prefix)') == [
+      'Ghost', 'SimGR (SKT SIDs, AUO)', 'LETTER SIDs (lcrec, per prefix)']
+  assert sweep.row_names('') == []
+  table = os.path.join(REPO, 'experiments', 'ghost_table.py')
+  names = [row['name'] for row in sweep.load_sweep(table, 'ins', 'r')]
+  assert sweep.row_names(','.join(names)) == names  # every row of the table by name
+
+
 def test_keep_refuses_a_directory_git_ignores(tmp_path):
   subprocess.run(['git', 'init', '-q', str(tmp_path)], check=True)
   (tmp_path / '.gitignore').write_text('runs/\n')
