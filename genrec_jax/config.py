@@ -110,8 +110,9 @@ def reference(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 # Fields renamed since runs were first saved (old dotted name -> new), so that older workdirs
-# can still be resumed and evaluated.
-RENAMED_FIELDS = {'model.hf_dir': 'model.checkpoint'}
+# can still be resumed and evaluated. embed.run_dir and tokenize.cf_run became one field.
+RENAMED_FIELDS = {'model.hf_dir': 'model.checkpoint', 'embed.run_dir': 'embed.cf_run',
+                  'tokenize.cf_run': 'embed.cf_run'}
 
 
 def read_saved(path: str) -> ml_collections.ConfigDict:
@@ -120,9 +121,21 @@ def read_saved(path: str) -> ml_collections.ConfigDict:
   Raises OSError or json.JSONDecodeError for an unreadable file."""
   with open(path) as f:
     saved = json.load(f)
-  config = reference(ml_collections.ConfigDict(saved))
+  values = {}
   for key, value in flatten(saved).items():
-    *parents, leaf = RENAMED_FIELDS.get(key, key).split('.')
+    new = RENAMED_FIELDS.get(key, key)
+    if new != key and value in ('', None):  # an unset old field: the new one's default
+      continue
+    if new in values and values[new] != value:
+      raise ConfigError(f'{path}: {key}={value!r} and another field read as {new} '
+                        f'({values[new]!r}) disagree; set {new} in the file by hand.')
+    values[new] = value
+  try:
+    config = reference(ml_collections.ConfigDict(saved))
+  except AttributeError:  # a field the method's defaults read was added later: its default
+    config = base_config(saved['method'], 'synthetic')
+  for key, value in values.items():
+    *parents, leaf = key.split('.')
     node = config
     for parent in parents:
       if parent not in node:

@@ -214,3 +214,18 @@ def test_a_run_saved_before_a_field_was_renamed_or_added_reads_as_today(tmp_path
   config.train.lr = 0.5
   with pytest.raises(run.WorkdirError, match='train.lr'):
     run.check_same_config(config, str(tmp_path))
+
+
+def test_two_old_fields_merged_into_one_read_as_it_unless_they_disagree(tmp_path):
+  """embed.run_dir and tokenize.cf_run became embed.cf_run: an empty old field is unset."""
+  config = config_lib.load_config_file('configs/letter_ins.py:cpu')
+  old = json.loads(config.to_json_best_effort())
+  del old['embed']['cf_run']
+  old['embed']['run_dir'], old['tokenize']['cf_run'] = '', 'runs/sasrec_old'
+  path = tmp_path / 'config.json'
+  path.write_text(json.dumps(old))
+  assert run.saved_config(str(path)).embed.cf_run == 'runs/sasrec_old'
+  old['embed']['run_dir'] = 'runs/other'
+  path.write_text(json.dumps(old))
+  with pytest.raises(run.WorkdirError, match='disagree'):
+    run.saved_config(str(path))
