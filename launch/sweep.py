@@ -5,10 +5,11 @@ A sweep file defines get_sweep(arg, root) -> rows {'name', 'config'
 seed)]: runs whose workdir this row reads, e.g. SASRec seed 0's item embeddings)}; each row runs
 once per seed in <root>/<name>/seed<k>, after the runs it needs. Runs that already have
 results.json are skipped, and interrupted ones resume from their checkpoints, so a sweep can be
-re-launched until it is complete. With --keep=DIR (a directory in the repository) each
-finished run's record (results.json, metrics.jsonl, config.json; no checkpoints) is copied to
-DIR/<name>/seed<k>, and runs recorded there count as done: seeds accumulate across machines
-and sessions, and reports can be rebuilt from DIR alone. A kept run that a pending run needs is
+re-launched until it is complete (--status says where each run stands). With --keep=DIR (a
+directory in the repository) each finished run's record (results.json, metrics.jsonl,
+config.json; no checkpoints) is copied to DIR/<name>/seed<k>, and runs recorded there count as
+done: seeds accumulate across machines and sessions, and reports can be rebuilt from DIR
+alone. A kept run that a pending run needs is
 run again into root (a record holds no embeddings or checkpoints).
 
   local   one run after the other on this machine:
@@ -45,6 +46,8 @@ flags.DEFINE_string('only', '', 'Comma-separated row names to run (default: all)
                     'the runs they need.')
 flags.DEFINE_string('keep', '', 'Directory that keeps each finished run\'s record; runs '
                     'recorded there are skipped.')
+flags.DEFINE_bool('status', False, 'Print where each run stands (kept, finished, the step it '
+                  'reached and its last checkpoint, not started) and run nothing.')
 RECORD_FILES = ('config.json', 'metrics.jsonl', 'results.json')  # results.json, the marker, last
 
 
@@ -166,6 +169,35 @@ def run_local(runs: list[dict]) -> int:
   return failed
 
 
+def status(runs: list[dict]) -> str:
+  """One line per run: kept, finished, the step it reached and its last checkpoint (where a
+  relaunch resumes), or not started."""
+  return '\n'.join(f'{spec["name"]} seed {spec["seed"]}: {run_state(spec)}' for spec in runs)
+
+
+def run_state(spec: dict) -> str:
+  workdir = spec['workdir']
+  if is_kept(spec):
+    return f'kept in {spec["kept"]}'
+  if _finished(workdir):
+    return 'finished (the next launch keeps its record)' if spec['kept'] else 'finished'
+  if not os.path.exists(os.path.join(workdir, 'config.json')):
+    return 'not started'
+  total = None
+  if os.path.exists(os.path.join(workdir, 'log.txt')):
+    with open(os.path.join(workdir, 'log.txt'), errors='replace') as f:
+      found = re.findall(r'^Training .*?: (\d+) steps', f.read(), re.M)
+    total = found[-1] if found else None
+  step = 0
+  if os.path.exists(os.path.join(workdir, 'metrics.jsonl')):
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+      step = max((json.loads(line)['step'] for line in f if '"train"' in line), default=0)
+  state_dir = os.path.join(workdir, 'checkpoints', 'state')
+  saved = [int(d) for d in os.listdir(state_dir) if d.isdigit()] if os.path.isdir(state_dir) else []
+  return (f'step {step} of {total or "?"} logged; ' +
+          (f'a relaunch resumes from step {max(saved)}' if saved else 'no checkpoint yet'))
+
+
 def is_kept(spec: dict) -> bool:
   """Whether the run's record is already kept (its results.json, copied last, is there)."""
   return bool(spec['kept']) and os.path.exists(os.path.join(spec['kept'], 'results.json'))
@@ -248,6 +280,9 @@ def main(argv):
     check_keep_is_committable(FLAGS.keep)
   only = row_names(FLAGS.only)
   runs = expand(rows, FLAGS.root, FLAGS.seeds, FLAGS.keep, only)
+  if FLAGS.status:
+    print(status(runs))
+    return
   if FLAGS.launcher == 'slurm':
     print(submit_slurm(to_run(runs), FLAGS.root, FLAGS.slurm_args))
     return

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -90,6 +91,28 @@ def test_needed_runs_run_first_even_when_only_their_record_is_kept(tmp_path):
   assert 'LETTER' in open(tmp_path / 'new' / 'sweep.runs.txt').read()
   with pytest.raises(ValueError, match='--only names rows the sweep lacks'):
     sweep.expand(rows, str(tmp_path), ['0'], only=['LETER'])
+
+
+def test_status_says_where_each_run_stands(tmp_path):
+  rows = [{'name': 'Ghost (per prefix)', 'config': 'configs/ghost_ins.py:smoke'}]
+  runs = sweep.expand(rows, str(tmp_path / 'root'), ['0', '1', '2', '3'],
+                      keep=str(tmp_path / 'kept'))
+  kept, finished, running, _ = (spec['workdir'] for spec in runs)
+  for workdir in (kept, finished, running):
+    os.makedirs(os.path.join(workdir, 'checkpoints', 'state', '500'))
+    (pathlib.Path(workdir) / 'config.json').write_text('{}')
+  for workdir in (kept, finished):
+    (pathlib.Path(workdir) / 'results.json').write_text('{}')
+  sweep.keep_record(runs[0])
+  log = 'Training Ghost (per prefix): 9042 steps (3014 per epoch)\nGhost: 8%|'
+  (pathlib.Path(running) / 'log.txt').write_text(log)
+  (pathlib.Path(running) / 'metrics.jsonl').write_text(
+      '{"event": "train", "step": 500}\n{"event": "train", "step": 620}\n')
+  assert sweep.status(runs).splitlines() == [
+      f'Ghost (per prefix) seed 0: kept in {runs[0]["kept"]}',
+      'Ghost (per prefix) seed 1: finished (the next launch keeps its record)',
+      'Ghost (per prefix) seed 2: step 620 of 9042 logged; a relaunch resumes from step 500',
+      'Ghost (per prefix) seed 3: not started']
 
 
 def test_only_keeps_commas_inside_a_row_name():
