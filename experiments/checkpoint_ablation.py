@@ -70,8 +70,8 @@ def keep(path: str, workdir: str, keep_dir: str) -> None:
 
 
 def collect(keep_dir: str, split: str = 'test') -> tuple[str, dict[str, list[dict]]]:
-  """(the field, {'<row> (<field>=<value>)': [split metrics of each kept run, with
-  'value']}), by row then value."""
+  """(the field, {'<row> (<field>=<value>)': [split metrics of each kept run, with 'value'
+  where it is a number]}), by row then value."""
   rows: dict[tuple, list[dict]] = {}
   fields = set()
   for path in glob.glob(os.path.join(keep_dir, '*', '*', '*=*', 'results.json')):
@@ -81,7 +81,9 @@ def collect(keep_dir: str, split: str = 'test') -> tuple[str, dict[str, list[dic
     with open(path) as f:
       result = json.load(f)
     name = result['name'].split(' [')[0]  # the trained run's name, without the changes
-    rows.setdefault((name, value), []).append({**result['splits'][split], 'value': value})
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    rows.setdefault((name, value), []).append(
+        {**result['splits'][split], **({'value': value} if numeric else {})})  # the x axis
   if len(fields) != 1:
     raise ValueError(f'{keep_dir}: one field per keep directory, found {sorted(fields)}.')
   field = fields.pop()
@@ -94,8 +96,7 @@ def report(keep_dir: str, out: str) -> str:
   where = tables.datasets(keep_dir)
   parts = [f'# {field} from trained checkpoints ({where})', '## Test split',
            tables.comparison_table(rows, ks=(10,))]
-  values = [runs[0]['value'] for runs in rows.values()]
-  if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+  if all('value' in runs[0] for runs in rows.values()):  # numeric values: a figure too
     figure = plots.scaling(rows, 'value', FIGURE_METRICS, f'{out}.png',
                            where=f'test split, {where}', x_label=field)
     parts.append(f'Figure: {os.path.basename(figure)}')

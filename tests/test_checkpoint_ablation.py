@@ -46,3 +46,12 @@ def test_two_fields_in_one_keep_directory_are_refused(tmp_path):
 def test_only_fields_that_act_after_training_are_accepted(tmp_path):
   with pytest.raises(ValueError, match='only eval'):
     checkpoint_ablation.evaluate_at(str(tmp_path), 'train.lr', 0.1)
+
+
+def test_non_numeric_values_give_a_table_without_a_figure(tmp_path):
+  for scorer, hr in (('beam', 0.1), ('similarity', 0.2)):
+    _record(tmp_path / 'kept', 'SimGR', 'seed0', 'decode.scorer', scorer, 'SimGR', hr)
+  text = checkpoint_ablation.report(str(tmp_path / 'kept'), str(tmp_path / 'out'))
+  assert '| SimGR (scorer=beam) | 1 | 0.1000 |' in text
+  assert '| SimGR (scorer=similarity) | 1 | **0.2000** |' in text  # the best in bold
+  assert not (tmp_path / 'out.png').exists() and 'Figure' not in text
