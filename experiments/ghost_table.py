@@ -14,9 +14,10 @@ and on Instruments (LC-Rec format, no item text: co-occurrence item vectors):
 report is rebuilt from committed records and later seeds add to them.
 
 LETTER's tokenizer and the CF-SID rows read the item embeddings of the SASRec run of seed 0
-(for every seed), so the sweep runs it first, again if only its record is kept. Every row uses the same protocol (full ranking, past items not
-masked, leave-one-out, ties in time kept in file order) and the same training budget. On `ins`
-the LETTER row uses LETTER's own published SIDs (Instruments.index.json).
+(for every seed), so the sweep runs it first, again if only its record is kept. Every row uses
+the same protocol (full ranking, past items not masked, leave-one-out, ties in time kept in file
+order) and the same training budget. On `ins` the LETTER row uses LETTER's own published SIDs
+(Instruments.index.json).
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ INS_PER_EXAMPLE = {'train.example_kind': 'prefix', 'train.num_epochs': 3,
 # bias SKT targets?).
 SIMGR_ROWS = ('LC-Rec (per prefix)', 'SimGR', 'SimGR (no SID heads)', 'Ghost (per prefix)',
               'SimGR (SKT SIDs)', 'SimGR (SKT SIDs, AUO)')
+# AUO's distractors mined from LC-Rec (per prefix) seed 1's beam on MovieLens-100k's training
+# examples (experiments/distractors/ml100k_lcrec_prefix_seed1.json says how).
+MINED_ML100K = 'experiments/distractors/ml100k_lcrec_prefix_seed1.npy'
+MINED_ROWS = ('LC-Rec (per prefix)', 'Ghost (per prefix)', 'Ghost (mined distractors, per prefix)')
 # GENPLUGIN (issue 20) beside the row it wraps, all trained per example.
 GENPLUGIN_ROWS = (('LC-Rec (per prefix)', 'LC-Rec + GENPLUGIN'), ('TIGER', 'TIGER + GENPLUGIN'),
                   ('Ghost (per prefix)', 'Ghost + GENPLUGIN'))
@@ -48,7 +53,8 @@ GENPLUGIN_ROWS = (('LC-Rec (per prefix)', 'LC-Rec + GENPLUGIN'), ('TIGER', 'TIGE
 CF_ROWS = ('LC-Rec', 'LC-Rec (CF SIDs)', 'Ghost', 'Ghost (CF SIDs)', 'LETTER (lcrec)')
 
 # The Ghost paper's Instruments rows (Tables I and II, Qwen2.5-3B backbone; tail slots of the
-# top-1 lists of its 24,772 users from its Fig. 5). Only to compare directions: the backbone (and on MovieLens-100k the data) differ.
+# top-1 lists of its 24,772 users from its Fig. 5). Only to compare directions: the backbone
+# (and on MovieLens-100k the data) differ.
 PAPER_INS = {
     'LC-Rec': {'hr@10': 0.1046, 'hr@10/tail': 0.0044, 'ndcg@10': 0.0804,
                'ndcg@10/tail': 0.0027, 'mgu@10': 0.3380, 'arp@10': 338.5304,
@@ -109,6 +115,11 @@ def get_sweep(variant: str, root: str) -> list[dict]:
         ('Ghost (per prefix)', f'configs/ghost_ins.py:{variant}',
          {'train.example_kind': 'prefix'}),
         ('RQK-4 (per prefix)', f'configs/lcrec_ins.py:{variant}_rqk4_prefix', {}),
+        # Beyond the paper (issue 23's measurement): AUO against the head items LC-Rec (per
+        # prefix, seed 1) ranks above each tail target in training, instead of the similar
+        # head items with the shortest common prefix (experiments/mine_distractors.py).
+        ('Ghost (mined distractors, per prefix)', f'configs/ghost_ins.py:{variant}',
+         {'train.example_kind': 'prefix', 'ghost.distractors_npy': MINED_ML100K}),
         # SimGR: an item-level softmax over the catalogue on LC-Rec's decoder (its SID heads
         # trained jointly for experiments/simgr_diagnostics.py), per prefix like the rows
         # above; on LC-Rec's RQ-VAE SIDs and on Ghost's SKT SIDs.
@@ -159,6 +170,13 @@ def report(root: str, out: str) -> str:
     if method in rows and 'LC-Rec (per prefix)' in rows:
       parts += [f'## {method} against LC-Rec (per prefix)',
                 tables.direction_table(rows, method, 'LC-Rec (per prefix)', paper)]
+  if 'Ghost (mined distractors, per prefix)' in rows:
+    parts += ['## AUO against mined distractors (beyond the paper)',
+              tables.comparison_table({n: rows[n] for n in MINED_ROWS if n in rows})]
+    if 'Ghost (per prefix)' in rows:
+      parts += ['### Ghost (mined distractors, per prefix) against Ghost (per prefix)',
+                tables.direction_table(rows, 'Ghost (mined distractors, per prefix)',
+                                       'Ghost (per prefix)')]
   if 'SimGR' in rows or 'SimGR (SKT SIDs)' in rows:
     parts += ['## Item-level scoring (SimGR) beside the per-prefix generative rows',
               tables.comparison_table({n: rows[n] for n in SIMGR_ROWS if n in rows})]

@@ -125,6 +125,7 @@ def test_method_trains_evaluates_and_reloads(method, overrides, reload, embeddin
     assert f.read() == original  # evaluations never overwrite the trained run's results
   if method == 'ghost':
     _check_tail_diagnosis(workdir, results['splits']['test'])
+    _check_mined_distractors(workdir, config, tmp_path)
 
 
 def _check_rr_tradeoff(workdir, test):
@@ -163,6 +164,29 @@ def _check_tail_diagnosis(workdir, test):
   assert np.all(np.isfinite(rows['log_p'][:, 0]))  # every SID has a first token
   text = diagnosis.report(workdir)
   assert 'tail-only nodes' in text and 'AUO distractors' in text
+
+
+def _check_mined_distractors(workdir, config, tmp_path):
+  """experiments/mine_distractors.py on the trained run: head items for tail rows only; a
+  Ghost built with the file uses them first."""
+  spec = importlib.util.spec_from_file_location(
+      'mine_distractors', os.path.join(os.path.dirname(__file__), '..', 'experiments',
+                                       'mine_distractors.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  mined, summary = module.mine(workdir, config.ghost.k_b)
+  dataset = run.load_run(workdir).dataset
+  assert mined.shape == (dataset.num_items, config.ghost.k_b)
+  assert (mined[dataset.is_head] == -1).all() and dataset.is_head[mined[mined >= 0]].all()
+  assert summary['tail_examples'] > 0
+  np.save(tmp_path / 'mined.npy', mined)
+  with_mined = config.copy_and_resolve_references()
+  with_mined.ghost.distractors_npy = str(tmp_path / 'mined.npy')
+  built = run.build_method(with_mined, dataset, workdir)
+  used = np.asarray(built.branch_items)
+  for v in np.flatnonzero(~dataset.is_head):
+    first = list(dict.fromkeys(mined[v][mined[v] >= 0]))
+    assert list(used[v][:len(first)]) == first
 
 
 @pytest.mark.parametrize('backbone', ['lcrec', 'tiger'])

@@ -16,10 +16,13 @@ its target's own history, per prefix or in whole-sequence chunks (decoder backbo
 
 Ablations are config switches: ghost.auo=False (w/o AUO), tokenize.method='rq_kmeans'
 (w/o SKT; RQK-4/RQK-6 with tokenize.levels and ghost.auo=False), tokenize.method='rqk_var'
-with head_levels=4, tail_levels=6 (RQK-4-6).
+with head_levels=4, tail_levels=6 (RQK-4-6). Beyond the paper: ghost.distractors_npy gives AUO
+other distractors, e.g. the head items a trained run ranks above each tail target.
 """
 
 from __future__ import annotations
+
+import os
 
 import ml_collections
 import numpy as np
@@ -42,7 +45,11 @@ def default_config(backbone: str = 'lcrec') -> ml_collections.ConfigDict:
                      f'{sorted(BACKBONES)}.')
   config = BACKBONES[backbone].default_config()
   config.update({
-      'ghost': dict(backbone=backbone, auo=True, alpha=0.1, k_a=200, k_b=5),
+      # distractors_npy: '' (the paper's rule above), or a [I, K_b] array of head items per
+      # tail item (-1: filled by the paper's rule), e.g. the items a trained run ranks above
+      # each tail target (experiments/mine_distractors.py).
+      'ghost': dict(backbone=backbone, auo=True, alpha=0.1, k_a=200, k_b=5,
+                    distractors_npy=''),
       'tokenize': dict(method='skt', head_levels=3, tail_levels=2),
   })
   return config
@@ -56,6 +63,9 @@ def validate_config(config) -> None:
   BACKBONES[config.ghost.backbone].validate_config(config)
   if config.ghost.k_b > config.ghost.k_a:
     raise ValueError('Invalid config.ghost.k_b: must be <= ghost.k_a.')
+  if config.ghost.distractors_npy and not os.path.exists(config.ghost.distractors_npy):
+    raise ValueError(f'Invalid config.ghost.distractors_npy: {config.ghost.distractors_npy} '
+                     'does not exist; make it with experiments/mine_distractors.py.')
 
 
 def undesired_collection(embeddings: np.ndarray, item_tokens: np.ndarray,
@@ -84,6 +94,27 @@ def undesired_collection(embeddings: np.ndarray, item_tokens: np.ndarray,
   return out
 
 
+def given_distractors(path: str, fallback: np.ndarray, is_head: np.ndarray) -> np.ndarray:
+  """The [I, K_b] distractors in the .npy at `path`, each tail item's row completed (where it
+  has -1) from `fallback`'s row in order, never repeating an item."""
+  given = np.load(path)
+  if (given.shape != fallback.shape or not np.issubdtype(given.dtype, np.integer)
+      or given.min() < -1 or given.max() >= len(is_head)):
+    raise ValueError(f'ghost.distractors_npy={path}: expected integer item indices (or -1) '
+                     f'of shape {fallback.shape}, got {given.dtype} {given.shape}; make it with '
+                     'experiments/mine_distractors.py on this dataset and ghost.k_b.')
+  tails = np.flatnonzero(~is_head)
+  if (given[tails] >= 0).any() and not is_head[given[tails][given[tails] >= 0]].all():
+    raise ValueError(f'ghost.distractors_npy={path}: a distractor is a tail item; AUO pushes '
+                     'down head items only.')
+  out = fallback.copy()
+  for v in tails:
+    row = list(dict.fromkeys(int(d) for d in given[v] if d >= 0))
+    row += [d for d in fallback[v] if d >= 0 and d not in row]
+    out[v] = row[:fallback.shape[1]]
+  return out
+
+
 def build(config, dataset, inputs: BuildInputs = BuildInputs()):
   g = config.ghost
   terms = [NLL()]
@@ -93,5 +124,7 @@ def build(config, dataset, inputs: BuildInputs = BuildInputs()):
     item_tokens = inputs.sids.item_tokens()
     distractors = undesired_collection(inputs.embeddings, item_tokens, dataset.is_head,
                                        g.k_a, g.k_b)
+    if g.distractors_npy:
+      distractors = given_distractors(g.distractors_npy, distractors, dataset.is_head)
     terms.append(AUO(g.alpha, item_tokens, np.maximum(distractors, 0), ~dataset.is_head))
   return BACKBONES[g.backbone].build(config, dataset, inputs, terms=terms)
