@@ -67,8 +67,8 @@ def node_support(item_tokens: np.ndarray, is_head: np.ndarray,
                  target_counts: np.ndarray) -> list[dict]:
   """Per SID level l (0-based), the trie nodes at depth l + 1 (an item's first l + 1 tokens)
   split into those a head item reaches and those only tail items reach, each with the number
-  of training targets whose SID passes through it: {'level', 'head_nodes', 'tail_nodes',
-  'head_support' [nodes], 'tail_support' [nodes]}. item_tokens [I, L] is padded with -1."""
+  of training targets whose SID passes through it: {'level', 'head_support' [nodes],
+  'tail_support' [nodes]}. item_tokens [I, L] is padded with -1."""
   out = []
   for level in range(item_tokens.shape[1]):
     has = item_tokens[:, level] >= 0
