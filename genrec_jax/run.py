@@ -100,10 +100,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   tuned_valid, extra = method.tune_on_validation(params, dataset, config.eval)
   if tuned_valid is not None and 'valid' in config.eval.splits:
     splits['valid'] = tuned_valid
+  # Training's validation of the best params serves as the valid split, unless an eval-only
+  # run changed an eval/decode setting (another beam, another protocol): that reaches every
+  # split it reports.
+  reuse_valid = not eval_only or not eval_changes(config, workdir)
   for split in config.eval.splits:
-    # Training's validation of the best params, unless this is an eval-only run: its
-    # settings (another beam, another protocol) must reach every split it reports.
-    if split == 'valid' and method.trainable and not eval_only and split not in splits:
+    if split == 'valid' and method.trainable and reuse_valid and split not in splits:
       splits[split] = loop.best_validation_metrics(train_dir, config.eval.ks)
     if not splits.get(split):
       splits[split] = evaluate(method, params, dataset, split, config.eval, config.seed)
