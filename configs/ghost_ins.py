@@ -14,8 +14,8 @@ backbone (vocabulary extended by the SID tokens) and item-text encoder, as
 configs/lcrec_ins.py's `_smollm2` (`smoke_smollm2` runs on a CPU in minutes).
 
 Expected (test, 2-core CPU, 2026-12): trained per example (`--config.train.example_kind=
-prefix`, seed 0) HR@10 0.088, tail HR@10 0.037, MGU@10 0.165, ARP@10 223, ~25 min on an idle
-core; the whole-sequence `cpu` rows are being re-run after the baseline fixes
+prefix`, seeds 0-2) HR@10 0.087 ± 0.009, tail HR@10 0.039 ± 0.010, MGU@10 0.170, ARP@10 225,
+~25 min on an idle core; the whole-sequence `cpu` rows are being re-run after the baseline fixes
 (experiments/RESULTS.md).
 """
 
