@@ -21,8 +21,8 @@ as the item-text encoder (`smoke_smollm2` runs on a CPU in minutes; `paper_smoll
 paper's setting with SmolLM2 for Qwen2.5-3B, for accelerators).
 
 Expected (test, 2-core CPU, 2026-12): `cpu` HR@10 0.074 ± 0.005, tail HR@10 0.003 (3 seeds;
-4-8 min per run); `cpu_prefix` HR@10 0.102 ± 0.004, tail HR@10 0.030 ± 0.002, MGU@10 0.267
-(2 seeds; ~25 min on an idle core); `cpu_rqk4` HR@10 0.078 ± 0.006 (3 seeds).
+4-8 min per run); `cpu_prefix` HR@10 0.105 ± 0.005, tail HR@10 0.030 ± 0.001, MGU@10 0.273
+(3 seeds; 25-40 min with a core to itself); `cpu_rqk4` HR@10 0.078 ± 0.006 (3 seeds).
 """
 
 from configs import common
