@@ -29,6 +29,7 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from genrec_jax import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax import run  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.report import plots  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.report import tables  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -53,8 +54,7 @@ def evaluate_at(workdir: str, field: str, value) -> str:
   path = os.path.join(out, 'results.json')
   if not os.path.exists(path):
     config = run.saved_config(os.path.join(workdir, 'config.json'))
-    section, name = field.split('.', 1)
-    config[section][name] = value
+    config_lib.set_field(config, field, value)
     if field == 'decode.beam_size':  # a beam ranks only B items
       config.eval.ks = tuple(k for k in config.eval.ks if k <= value)
     run.train_and_evaluate(config, workdir, eval_only=True, out=out)

@@ -135,17 +135,22 @@ def read_saved(path: str) -> ml_collections.ConfigDict:
   except AttributeError:  # a field the method's defaults read was added later: its default
     config = base_config(saved['method'], 'synthetic')
   for key, value in values.items():
-    *parents, leaf = key.split('.')
-    node = config
-    for parent in parents:
-      if parent not in node:
-        node[parent] = ml_collections.ConfigDict()
-      node = node[parent]
     try:
-      node[leaf] = value
+      set_field(config, key, value)
     except TypeError as e:
       raise ConfigError(f'{path}: field {key}={value!r} no longer fits its type ({e}).') from None
   return config
+
+
+def set_field(config: ml_collections.ConfigDict, key: str, value) -> None:
+  """config.<key> = value for a dotted key ('decode.beam_size'), adding missing parents."""
+  *parents, leaf = key.split('.')
+  node = config
+  for parent in parents:
+    if parent not in node:
+      node[parent] = ml_collections.ConfigDict()
+    node = node[parent]
+  node[leaf] = value
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

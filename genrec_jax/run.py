@@ -103,9 +103,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # Training's validation of the best params serves as the valid split, unless an eval-only
   # run changed an eval/decode setting (another beam, another protocol): that reaches every
   # split it reports.
-  reuse_valid = not eval_only or not eval_changes(config, workdir)
+  changed = eval_changes(config, workdir) if eval_only else {}
   for split in config.eval.splits:
-    if split == 'valid' and method.trainable and reuse_valid and split not in splits:
+    if split == 'valid' and method.trainable and not changed and split not in splits:
       splits[split] = loop.best_validation_metrics(train_dir, config.eval.ks)
     if not splits.get(split):
       splits[split] = evaluate(method, params, dataset, split, config.eval, config.seed)
@@ -121,7 +121,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if len(phase_seconds) > 1:  # methods that train in phases: the time each took here
     results['phase_seconds'] = phase_seconds
   if eval_only:
-    changed = eval_changes(config, workdir)
     results['name'] = (f'{config.name} [{", ".join(f"{k}={v}" for k, v in changed.items())}]'
                        if changed else f'{config.name} [re-evaluated]')
     results['evaluated'] = {'run': os.path.abspath(workdir), 'changed': changed,
