@@ -33,6 +33,7 @@ from genrec_jax import config as config_lib  # pylint: disable=g-import-not-at-t
 from genrec_jax import run  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.report import plots  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.report import tables  # pylint: disable=g-import-not-at-top,wrong-import-position
+from launch import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FIGURE_METRICS = (('hr@10', 'HR@10'), ('hr@10/tail', 'tail HR@10'), ('mgu@10', 'MGU@10'))
 
@@ -63,8 +64,8 @@ def evaluate_at(workdir: str, field: str, value) -> str:
 
 def keep(path: str, workdir: str, keep_dir: str) -> None:
   """Copies an ablation's results.json to <keep>/<row>/<seed>/<field>=<value>/."""
-  row, seed = os.path.normpath(workdir).split(os.sep)[-2:]
-  target = os.path.join(keep_dir, row, seed, os.path.basename(os.path.dirname(path)))
+  target = os.path.join(keep_dir, sweep.run_label(workdir),
+                        os.path.basename(os.path.dirname(path)))
   os.makedirs(target, exist_ok=True)
   shutil.copyfile(path, os.path.join(target, 'results.json'))
 

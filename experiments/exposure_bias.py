@@ -33,6 +33,7 @@ from genrec_jax import run  # pylint: disable=g-import-not-at-top,wrong-import-p
 from genrec_jax.data.pipeline import eval_batches  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.decode.beam_search import beam_search  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.methods.sid_tokens import item_tokens_of  # pylint: disable=g-import-not-at-top,wrong-import-position
+from launch import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def allowed_after_prefixes(item_tokens: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -92,7 +93,7 @@ def table(workdirs: list[str], split: str = 'test') -> str:
       method = json.load(f)['method']
     if methods.spec(method).family != 'generative':
       raise SystemExit(f'{workdir}: {method} is not a generative run (no SIDs to decode).')
-  runs = ', '.join('/'.join(os.path.normpath(w).split(os.sep)[-2:]) for w in workdirs)
+  runs = ', '.join(sweep.run_label(w) for w in workdirs)
   lines = [f'# Exposure bias per SID level ({runs})', '',
            f'Split: {split}. Accuracy of SID token i over the targets that have one; gap = '
            'teacher-forced − free-running (a free-running token on a path that already went '

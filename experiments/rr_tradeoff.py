@@ -22,6 +22,7 @@ from genrec_jax import run  # pylint: disable=g-import-not-at-top,wrong-import-p
 from genrec_jax.methods import ifairlrs  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.report import plots  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.report import tables  # pylint: disable=g-import-not-at-top,wrong-import-position
+from launch import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 COLUMNS = ('hr@10', 'hr@10/tail', 'ndcg@10', 'mgu@10', 'arp@10')
 
@@ -37,13 +38,8 @@ def tradeoff(workdir: str, lambdas, splits=('valid', 'test')) -> dict[str, dict[
           for split in splits}
 
 
-def run_label(workdir: str) -> str:
-  """'<row>/<seed>' of a sweep's workdir."""
-  return '/'.join(os.path.normpath(workdir).split(os.sep)[-2:])
-
-
 def report(curves: dict[str, dict[float, dict]], workdir: str, out: str) -> str:
-  parts = [f'# IFairLRS-RR re-ranking of {run_label(workdir)} ({workdir})']
+  parts = [f'# IFairLRS-RR re-ranking of {sweep.run_label(workdir)} ({workdir})']
   for split, by_lambda in curves.items():
     lines = ['| λ | ' + ' | '.join(COLUMNS) + ' |', '|---' * (len(COLUMNS) + 1) + '|']
     for lam, metrics in by_lambda.items():
@@ -52,7 +48,7 @@ def report(curves: dict[str, dict[float, dict]], workdir: str, out: str) -> str:
     parts += [f'## {split}', '\n'.join(lines)]
   figure = plots.lines({lam: [m] for lam, m in curves['test'].items()}, 'penalty λ',
                        (('hr@10', 'HR@10'), ('hr@10/tail', 'tail HR@10'), ('mgu@10', 'MGU@10')),
-                       f'{out}.png', where=f'test split, {run_label(workdir)}')
+                       f'{out}.png', where=f'test split, {sweep.run_label(workdir)}')
   parts.append(f'Figure: {os.path.basename(figure)}')
   return tables.write_markdown(parts, out)
 

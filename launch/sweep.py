@@ -127,6 +127,12 @@ def run_dir_name(name: str) -> str:
   return re.sub(r'[^A-Za-z0-9.+-]+', '_', name).strip('_')
 
 
+def run_label(workdir: str) -> str:
+  """'<row dir>/<seed dir>' of a workdir laid out as <root>/<row dir>/seed<k> (the label
+  reports and kept ablation records use)."""
+  return '/'.join(os.path.normpath(workdir).split(os.sep)[-2:])
+
+
 def _flag_value(value) -> str:
   return json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
 

@@ -13,6 +13,7 @@ from genrec_jax import methods
 from genrec_jax import run
 from genrec_jax.data import synthetic
 from genrec_jax.data.load import load_dataset
+from genrec_jax.methods import ghost
 
 NUM_USERS, NUM_ITEMS = 120, 60
 
@@ -121,6 +122,7 @@ def test_method_trains_evaluates_and_reloads(method, overrides, reload, embeddin
     with pytest.raises(run.WorkdirError, match='never writes into the trained run'):
       run.train_and_evaluate(wider, workdir, eval_only=True, out=workdir)
     _check_rr_tradeoff(workdir, results['splits']['test'])
+    _check_default_distractors(workdir)
   with open(os.path.join(workdir, 'results.json')) as f:
     assert f.read() == original  # evaluations never overwrite the trained run's results
   if method == 'ghost':
@@ -164,6 +166,27 @@ def _check_tail_diagnosis(workdir, test):
   assert np.all(np.isfinite(rows['log_p'][:, 0]))  # every SID has a first token
   text = diagnosis.report(workdir)
   assert 'tail-only nodes' in text and 'AUO distractors' in text
+
+
+def _check_default_distractors(workdir):
+  """A run without AUO: tail_diagnosis picks the distractors Ghost's defaults would, from the
+  workdir's cached item vectors and the run's SIDs: head items for every tail item, the same
+  as from the SIDs the tokenize stage builds."""
+  spec = importlib.util.spec_from_file_location(
+      'tail_diagnosis', os.path.join(os.path.dirname(__file__), '..', 'experiments',
+                                     'tail_diagnosis.py'))
+  diagnosis = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(diagnosis)
+  loaded = run.load_run(workdir)
+  distractors = diagnosis.distractors_of(loaded, workdir)
+  is_head = loaded.dataset.is_head
+  assert distractors.shape == (len(is_head), ghost.default_config().ghost.k_b)
+  assert np.all(is_head[distractors[~is_head]])
+  embeddings, sids = run.item_sids(loaded.config, loaded.dataset, workdir)
+  expected = ghost.undesired_collection(embeddings, sids.item_tokens(), is_head,
+                                        ghost.default_config().ghost.k_a,
+                                        ghost.default_config().ghost.k_b)
+  np.testing.assert_array_equal(distractors[~is_head], expected[~is_head])
 
 
 def _check_mined_distractors(workdir, config, tmp_path):
