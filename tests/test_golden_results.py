@@ -68,11 +68,7 @@ def smoke_run(name: str, spec: str, overrides: dict, root: str) -> dict:
   for key, value in overrides.items():
     if value == '<sasrec>':
       value = os.path.join(root, 'sasrec')
-    node = config
-    *parents, leaf = key.split('.')
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
+    config_lib.set_field(config, key, value)
   config.data.tfds_dir = os.path.join(root, 'tfds')
   results = run.train_and_evaluate(config, os.path.join(root, name))
   return {split: {k: v for k, v in metrics.items() if 'seconds' not in k}
