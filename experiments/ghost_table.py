@@ -87,7 +87,12 @@ def get_sweep(variant: str, root: str) -> list[dict]:
             ('Ghost w/o AUO (per prefix)', 'configs/ghost_ins.py:ins_noauo',
              dict(INS_PER_EXAMPLE)),
             ('LETTER SIDs (lcrec, per prefix)', 'configs/letter_ins.py:ins',
-             dict(INS_PER_EXAMPLE))]
+             dict(INS_PER_EXAMPLE)),
+            # Issue 23's change: AUO against the head items LC-Rec (per prefix, seed 1) ranks
+            # above each tail training target, mined inside the run (ghost.distractors_run).
+            ('Ghost (mined distractors, per prefix)', 'configs/ghost_ins.py:ins',
+             {**INS_PER_EXAMPLE, 'ghost.distractors_run': os.path.join(
+                 root, 'LC-Rec_per_prefix', 'seed1')})]
   else:
     rows = [  # cheapest and most telling first, so a partial sweep is already useful
         ('SASRec', f'configs/sasrec_ins.py:{variant}', {}),
@@ -117,7 +122,9 @@ def get_sweep(variant: str, root: str) -> list[dict]:
         ('RQK-4 (per prefix)', f'configs/lcrec_ins.py:{variant}_rqk4_prefix', {}),
         # Beyond the paper (issue 23's measurement): AUO against the head items LC-Rec (per
         # prefix, seed 1) ranks above each tail target in training, instead of the similar
-        # head items with the shortest common prefix (experiments/mine_distractors.py).
+        # head items with the shortest common prefix; mined to a file before
+        # ghost.distractors_run existed (experiments/mine_distractors.py, deterministic: the
+        # same items as mining inside the run).
         ('Ghost (mined distractors, per prefix)', f'configs/ghost_ins.py:{variant}',
          {'train.example_kind': 'prefix', 'ghost.distractors_npy': MINED_ML100K}),
         # SimGR: an item-level softmax over the catalogue on LC-Rec's decoder (its SID heads
@@ -137,6 +144,8 @@ def get_sweep(variant: str, root: str) -> list[dict]:
   sasrec = os.path.join(root, 'SASRec', 'seed0')
   sweep = [{'name': n, 'config': c, 'overrides': o} for n, c, o in rows]
   for row in sweep:
+    if 'ghost.distractors_run' in row['overrides']:
+      row['needs'] = [('LC-Rec (per prefix)', 1)]
     if row['name'] == 'LETTER (lcrec)':
       row['overrides']['embed.cf_run'] = sasrec
       row['needs'] = [('SASRec', 0)]

@@ -26,12 +26,15 @@ import numpy as np
 
 from genrec_jax import config as config_lib
 from genrec_jax import methods
+from genrec_jax import progress
 from genrec_jax.config import ConfigError
+from genrec_jax.data.dataset import prefix_histories
 from genrec_jax.data.load import load_dataset
 from genrec_jax.embed.cache import item_embeddings
 from genrec_jax.eval.evaluate import check_negatives
 from genrec_jax.eval.evaluate import evaluate
 from genrec_jax.eval.evaluate import protocol_description
+from genrec_jax.methods.ghost import ranked_above
 from genrec_jax.models import pretrained
 from genrec_jax.report import tables
 from genrec_jax.tokenize.build import build_sids
@@ -245,6 +248,12 @@ def build_method(config: ml_collections.ConfigDict, dataset, workdir: str):
   if 'user_vectors' in module.SPEC.needs and config.embed.cf_run:
     inputs = dataclasses.replace(inputs,
                                  user_vectors=run_user_vectors(config.embed.cf_run, dataset))
+  ghost = config.get('ghost', {})
+  if ghost.get('distractors_npy'):
+    inputs = dataclasses.replace(inputs, distractors=np.load(ghost.distractors_npy))
+  elif ghost.get('distractors_run'):
+    inputs = dataclasses.replace(inputs, distractors=run_mined_distractors(
+        ghost.distractors_run, dataset, ghost.k_b, os.path.join(workdir, 'distractors')))
   return module.build(config, dataset, inputs)
 
 
@@ -319,6 +328,55 @@ def run_user_vectors(run_dir: str, dataset, batch_size: int = 256) -> np.ndarray
   states = jax.jit(run.method.user_states)
   return np.concatenate([np.asarray(states(run.params, history[i:i + batch_size]), np.float32)
                          for i in range(0, len(history), batch_size)])
+
+
+def mine_distractors(run_dir: str, k_b: int, dataset=None) -> tuple[np.ndarray, dict]:
+  """(AUO distractors [I, k_b], a summary) mined from the finished generative run in
+  `run_dir`: every training example whose target is a tail item is decoded with the run's
+  scorer, and ranked_above (methods/ghost.py) keeps the head items ranked above the target most often.
+  Training examples only, so no valid or test target enters."""
+  config, dataset, method, params = load_run(run_dir, dataset=dataset)
+  if methods.spec(config.method).family != 'generative':
+    raise ConfigError(f'ghost.distractors_run={run_dir}: method {config.method} has no beam '
+                      'to mine; use a generative run (LC-Rec, Ghost, TIGER, ...).')
+  users, positions = dataset.train_examples()
+  tail = ~dataset.is_head[dataset.seq_items[positions]]
+  users, positions = users[tail], positions[tail]
+  histories, _, targets = prefix_histories(dataset, positions, users)
+  batch_size, k = config.eval.batch_size, max(config.eval.ks)
+  tops = []
+  for start in progress.bar(range(0, len(targets), batch_size), desc='Mining distractors',
+                            unit='batch'):
+    rows = np.arange(start, min(start + batch_size, len(targets)))
+    padded = np.pad(rows, (0, batch_size - len(rows)))  # one compiled shape
+    batch = {'user': users[padded].astype(np.int32), 'history': histories[padded],
+             'target': targets[padded]}
+    tops.append(np.asarray(method.predict_topk(params, batch, k)[0])[:len(rows)])
+  top = np.concatenate(tops)
+  distractors = ranked_above(top, targets, dataset.is_head, k_b)
+  summary = {'run': os.path.abspath(run_dir), 'dataset': dataset.name,
+             'num_items': int(dataset.num_items), 'k_b': k_b, 'top_k': k,
+             'tail_examples': int(len(targets)),
+             'tail_items_with_k_b': int((distractors[~dataset.is_head] >= 0).all(1).sum()),
+             'tail_items': int((~dataset.is_head).sum()),
+             'tail_targets_in_top_k': float((top == targets[:, None]).any(1).mean())}
+  return distractors, summary
+
+
+def run_mined_distractors(run_dir: str, dataset, k_b: int, folder: str) -> np.ndarray:
+  """mine_distractors of `run_dir` (ghost.distractors_run), mined once and then read from
+  folder/mined.npy (folder/mined.json: where they came from), so a resumed or re-evaluated
+  run reads the same ones."""
+  path = os.path.join(folder, 'mined.npy')
+  if not os.path.exists(path):
+    distractors, summary = mine_distractors(run_dir, k_b, dataset)
+    os.makedirs(folder, exist_ok=True)
+    np.save(path + '.tmp.npy', distractors)
+    os.replace(path + '.tmp.npy', path)
+    with open(os.path.join(folder, 'mined.json'), 'w') as f:
+      json.dump(summary, f, indent=2)
+    print(f'AUO distractors mined from {run_dir}: {summary}', flush=True)
+  return np.load(path)
 
 
 def write_results(results: dict, ks, workdir: str) -> str:

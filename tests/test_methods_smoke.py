@@ -4,6 +4,9 @@ seconds, and an eval-only run from the saved checkpoint reproduces its test metr
 import importlib.util
 import math
 import os
+import runpy
+import sys
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -190,22 +193,27 @@ def _check_default_distractors(workdir):
 
 
 def _check_mined_distractors(workdir, config, tmp_path):
-  """experiments/mine_distractors.py on the trained run: head items for tail rows only; a
-  Ghost built with the file uses them first."""
-  spec = importlib.util.spec_from_file_location(
-      'mine_distractors', os.path.join(os.path.dirname(__file__), '..', 'experiments',
-                                       'mine_distractors.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  mined, summary = module.mine(workdir, config.ghost.k_b)
+  """Distractors mined from the trained run: head items for tail rows only, a file written by
+  experiments/mine_distractors.py equal to run.mine_distractors, and a Ghost given the run
+  (ghost.distractors_run) mines them once into its workdir and uses them first."""
+  mined, summary = run.mine_distractors(workdir, config.ghost.k_b)
   dataset = run.load_run(workdir).dataset
   assert mined.shape == (dataset.num_items, config.ghost.k_b)
   assert (mined[dataset.is_head] == -1).all() and dataset.is_head[mined[mined >= 0]].all()
-  assert summary['tail_examples'] > 0
-  np.save(tmp_path / 'mined.npy', mined)
-  with_mined = config.copy_and_resolve_references()
-  with_mined.ghost.distractors_npy = str(tmp_path / 'mined.npy')
-  built = run.build_method(with_mined, dataset, workdir)
+  assert summary['tail_examples'] == int((~dataset.is_head[dataset.seq_items[
+      dataset.train_examples()[1]]]).sum())
+  script = os.path.join(os.path.dirname(__file__), '..', 'experiments', 'mine_distractors.py')
+  argv = [script, f'--run={workdir}', f'--k_b={config.ghost.k_b}',
+          f'--out={tmp_path / "mined.npy"}']
+  with mock.patch.object(sys, 'argv', argv):
+    runpy.run_path(script, run_name='__main__')
+  np.testing.assert_array_equal(np.load(tmp_path / 'mined.npy'), mined)
+  with_run = config.copy_and_resolve_references()
+  with_run.ghost.distractors_run = workdir
+  ghost_workdir = str(tmp_path / 'ghost_mined')
+  built = run.build_method(with_run, dataset, ghost_workdir)
+  np.testing.assert_array_equal(np.load(os.path.join(ghost_workdir, 'distractors', 'mined.npy')),
+                                mined)
   used = np.asarray(built.branch_items)
   for v in np.flatnonzero(~dataset.is_head):
     first = list(dict.fromkeys(mined[v][mined[v] >= 0]))

@@ -385,7 +385,12 @@ def test_instruments_sweep_has_the_per_example_rows_and_each_config_validates(tm
   per_example = [r for r in rows if r['name'].endswith('per prefix)')]
   assert {r['name'] for r in per_example} == {
       'LC-Rec (per prefix)', 'Ghost (per prefix)', 'Ghost w/o AUO (per prefix)',
-      'LETTER SIDs (lcrec, per prefix)'}
+      'LETTER SIDs (lcrec, per prefix)', 'Ghost (mined distractors, per prefix)'}
+  mined = sweep.expand(rows, str(tmp_path), seeds=[0],
+                       only=['Ghost (mined distractors, per prefix)'])
+  lcrec_seed1 = os.path.join(str(tmp_path), 'LC-Rec_per_prefix', 'seed1')
+  assert [spec['workdir'] for spec in mined] == [lcrec_seed1, mined[1]['workdir']]
+  assert f'--config.ghost.distractors_run={lcrec_seed1}' in mined[1]['command']
   for row in rows:
     config = config_lib.load_config_file(os.path.join(REPO, row['config']))
     for key, value in row['overrides'].items():

@@ -85,6 +85,7 @@ class BuildInputs:
   sids: Any = None  # tokenize.sid_table.SIDTable
   embeddings: np.ndarray | None = None  # [I, d] item vectors of the embed stage
   user_vectors: np.ndarray | None = None  # [U, d] user vectors of the run embed.cf_run
+  distractors: np.ndarray | None = None  # [I, K_b] AUO's given distractors (config.ghost)
 
 
 @dataclasses.dataclass(frozen=True)

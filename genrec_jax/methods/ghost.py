@@ -16,8 +16,10 @@ its target's own history, per prefix or in whole-sequence chunks (decoder backbo
 
 Ablations are config switches: ghost.auo=False (w/o AUO), tokenize.method='rq_kmeans'
 (w/o SKT; RQK-4/RQK-6 with tokenize.levels and ghost.auo=False), tokenize.method='rqk_var'
-with head_levels=4, tail_levels=6 (RQK-4-6). Beyond the paper: ghost.distractors_npy gives AUO
-other distractors, e.g. the head items a trained run ranks above each tail target.
+with head_levels=4, tail_levels=6 (RQK-4-6). Beyond the paper: AUO against other distractors,
+given as a file (ghost.distractors_npy) or mined from a trained run (ghost.distractors_run: the
+head items its beam ranks above each tail item where that item is the training target, see
+ranked_above); run.py reads or mines them into BuildInputs.distractors.
 """
 
 from __future__ import annotations
@@ -45,11 +47,12 @@ def default_config(backbone: str = 'lcrec') -> ml_collections.ConfigDict:
                      f'{sorted(BACKBONES)}.')
   config = BACKBONES[backbone].default_config()
   config.update({
-      # distractors_npy: '' (the paper's rule above), or a [I, K_b] array of head items per
-      # tail item (-1: filled by the paper's rule), e.g. the items a trained run ranks above
-      # each tail target (experiments/mine_distractors.py).
+      # Distractors other than the paper's rule (both '': the rule): distractors_npy, a
+      # [I, K_b] .npy of head items per tail item (-1: filled by the rule); distractors_run,
+      # the workdir of a finished generative run on the same data to mine them from
+      # (ranked_above; cached in this run's workdir).
       'ghost': dict(backbone=backbone, auo=True, alpha=0.1, k_a=200, k_b=5,
-                    distractors_npy=''),
+                    distractors_npy='', distractors_run=''),
       'tokenize': dict(method='skt', head_levels=3, tail_levels=2),
   })
   return config
@@ -66,6 +69,9 @@ def validate_config(config) -> None:
   if config.ghost.distractors_npy and not os.path.exists(config.ghost.distractors_npy):
     raise ValueError(f'Invalid config.ghost.distractors_npy: {config.ghost.distractors_npy} '
                      'does not exist; make it with experiments/mine_distractors.py.')
+  if config.ghost.distractors_npy and config.ghost.distractors_run:
+    raise ValueError('Invalid config.ghost.distractors_run: set it or ghost.distractors_npy, '
+                     'not both.')
 
 
 def undesired_collection(embeddings: np.ndarray, item_tokens: np.ndarray,
@@ -94,19 +100,40 @@ def undesired_collection(embeddings: np.ndarray, item_tokens: np.ndarray,
   return out
 
 
-def given_distractors(path: str, fallback: np.ndarray, is_head: np.ndarray) -> np.ndarray:
-  """The [I, K_b] distractors in the .npy at `path`, each tail item's row completed (where it
-  has -1) from `fallback`'s row in order, never repeating an item."""
-  given = np.load(path)
+def ranked_above(top: np.ndarray, targets: np.ndarray, is_head: np.ndarray,
+                 k_b: int) -> np.ndarray:
+  """[I, k_b] mined distractors: for every tail item, the head items of `top` [N, K] (a
+  trained run's ranking of N training examples) ranked above it in the examples whose target
+  it is (all K where it is missing), most frequent first (ties: lower index); -1 where there
+  are fewer. Rows of head items are -1."""
+  num_items = len(is_head)
+  above = np.cumsum(top == targets[:, None], axis=1) == 0  # the slots before the target's
+  counted = above & (top >= 0) & is_head[np.maximum(top, 0)] & ~is_head[targets][:, None]
+  pairs = np.broadcast_to(targets[:, None], top.shape)[counted] * num_items + top[counted]
+  codes, counts = np.unique(pairs, return_counts=True)
+  tail, item = codes // num_items, codes % num_items
+  order = np.lexsort((item, -counts, tail))  # by tail item, then count desc, then index
+  tail, item = tail[order], item[order]
+  rank = np.arange(len(tail)) - np.searchsorted(tail, tail, side='left')
+  out = np.full((num_items, k_b), -1, np.int64)
+  keep = rank < k_b
+  out[tail[keep], rank[keep]] = item[keep]
+  return out
+
+
+def given_distractors(given: np.ndarray, fallback: np.ndarray, is_head: np.ndarray,
+                      source: str) -> np.ndarray:
+  """`given` [I, K_b] distractors (from `source`, named in errors), each tail item's row
+  completed (where it has -1) from `fallback`'s row in order, never repeating an item."""
   if (given.shape != fallback.shape or not np.issubdtype(given.dtype, np.integer)
       or given.min() < -1 or given.max() >= len(is_head)):
-    raise ValueError(f'ghost.distractors_npy={path}: expected integer item indices (or -1) '
-                     f'of shape {fallback.shape}, got {given.dtype} {given.shape}; make it with '
+    raise ValueError(f'{source}: expected integer item indices (or -1) of shape '
+                     f'{fallback.shape}, got {given.dtype} {given.shape}; make it with '
                      'experiments/mine_distractors.py on this dataset and ghost.k_b.')
   tails = np.flatnonzero(~is_head)
   if (given[tails] >= 0).any() and not is_head[given[tails][given[tails] >= 0]].all():
-    raise ValueError(f'ghost.distractors_npy={path}: a distractor is a tail item; AUO pushes '
-                     'down head items only.')
+    raise ValueError(f'{source}: a distractor is a tail item; AUO pushes down head items '
+                     'only.')
   out = fallback.copy()
   for v in tails:
     row = list(dict.fromkeys(int(d) for d in given[v] if d >= 0))
@@ -124,7 +151,9 @@ def build(config, dataset, inputs: BuildInputs = BuildInputs()):
     item_tokens = inputs.sids.item_tokens()
     distractors = undesired_collection(inputs.embeddings, item_tokens, dataset.is_head,
                                        g.k_a, g.k_b)
-    if g.distractors_npy:
-      distractors = given_distractors(g.distractors_npy, distractors, dataset.is_head)
+    if inputs.distractors is not None:
+      source = (f'ghost.distractors_npy={g.distractors_npy}' if g.distractors_npy
+                else f'ghost.distractors_run={g.distractors_run}')
+      distractors = given_distractors(inputs.distractors, distractors, dataset.is_head, source)
     terms.append(AUO(g.alpha, item_tokens, np.maximum(distractors, 0), ~dataset.is_head))
   return BACKBONES[g.backbone].build(config, dataset, inputs, terms=terms)
