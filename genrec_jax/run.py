@@ -248,10 +248,10 @@ def build_method(config: ml_collections.ConfigDict, dataset, workdir: str):
   if 'user_vectors' in module.SPEC.needs and config.embed.cf_run:
     inputs = dataclasses.replace(inputs,
                                  user_vectors=run_user_vectors(config.embed.cf_run, dataset))
-  ghost = config.get('ghost', {})
-  if ghost.get('distractors_npy'):
+  ghost = config.get('ghost', {})  # AUO's distractors, where given (only AUO reads them)
+  if ghost.get('auo') and ghost.get('distractors_npy'):
     inputs = dataclasses.replace(inputs, distractors=np.load(ghost.distractors_npy))
-  elif ghost.get('distractors_run'):
+  elif ghost.get('auo') and ghost.get('distractors_run'):
     inputs = dataclasses.replace(inputs, distractors=run_mined_distractors(
         ghost.distractors_run, dataset, ghost.k_b, os.path.join(workdir, 'distractors')))
   return module.build(config, dataset, inputs)
