@@ -34,7 +34,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from genrec_jax import losses  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax import run  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.data.pipeline import eval_batches  # pylint: disable=g-import-not-at-top,wrong-import-position
-from genrec_jax.embed.cache import item_embeddings  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.methods import ghost  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.methods.sid_tokens import item_tokens_of  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -116,12 +115,10 @@ def distractors_of(loaded: run.LoadedRun, workdir: str) -> np.ndarray:
   from its item embeddings and SIDs."""
   if getattr(loaded.method, 'branch_items', None) is not None:
     return np.asarray(loaded.method.branch_items)
-  config, dataset = loaded.config, loaded.dataset
-  embeddings = item_embeddings(config.embed, dataset, workdir,  # the workdir's cache
-                               cf_vectors=run.cf_vectors(config, dataset))
+  embeddings = run.item_vectors(loaded.config, loaded.dataset, workdir)
   defaults = ghost.default_config().ghost
   return np.maximum(ghost.undesired_collection(embeddings, loaded.method.sids.item_tokens(),
-                                               dataset.is_head, defaults.k_a,
+                                               loaded.dataset.is_head, defaults.k_a,
                                                defaults.k_b), 0)
 
 

@@ -224,13 +224,19 @@ def saved_config(path: str) -> ml_collections.ConfigDict:
     raise WorkdirError(f'{path} is not a run config this version reads: {e}') from None
 
 
+def item_vectors(config: ml_collections.ConfigDict, dataset, workdir: str) -> np.ndarray:
+  """[I, d] item vectors of the embed stage, built once and then read from the workdir's
+  cache."""
+  return item_embeddings(config.embed, dataset, workdir,
+                         cf_vectors=cf_vectors(config, dataset))
+
+
 def item_sids(config: ml_collections.ConfigDict, dataset, workdir: str):
   """(item embeddings, SIDs) of `config` on `dataset`, built once and then read from the
   workdir's caches; prints the SID statistics."""
-  cf = cf_vectors(config, dataset)
-  embeddings = item_embeddings(config.embed, dataset, workdir, cf_vectors=cf)
+  embeddings = item_vectors(config, dataset, workdir)
   sids = build_sids(config.tokenize, dataset, embeddings, config.seed, workdir,
-                    cf_embeddings=cf)
+                    cf_embeddings=cf_vectors(config, dataset))
   print(describe_sids(sids, dataset.is_head))
   return embeddings, sids
 
@@ -243,8 +249,7 @@ def build_method(config: ml_collections.ConfigDict, dataset, workdir: str):
     embeddings, sids = item_sids(config, dataset, workdir)
     inputs = methods.BuildInputs(sids=sids, embeddings=embeddings)
   elif 'embeddings' in module.SPEC.needs:
-    inputs = methods.BuildInputs(embeddings=item_embeddings(
-        config.embed, dataset, workdir, cf_vectors=cf_vectors(config, dataset)))
+    inputs = methods.BuildInputs(embeddings=item_vectors(config, dataset, workdir))
   if 'user_vectors' in module.SPEC.needs and config.embed.cf_run:
     inputs = dataclasses.replace(inputs,
                                  user_vectors=run_user_vectors(config.embed.cf_run, dataset))
@@ -333,8 +338,8 @@ def run_user_vectors(run_dir: str, dataset, batch_size: int = 256) -> np.ndarray
 def mine_distractors(run_dir: str, k_b: int, dataset=None) -> tuple[np.ndarray, dict]:
   """(AUO distractors [I, k_b], a summary) mined from the finished generative run in
   `run_dir`: every training example whose target is a tail item is decoded with the run's
-  scorer, and ranked_above (methods/ghost.py) keeps the head items ranked above the target most often.
-  Training examples only, so no valid or test target enters."""
+  scorer, and ranked_above (methods/ghost.py) keeps the head items ranked above the target
+  most often. Training examples only, so no valid or test target enters."""
   config, dataset, method, params = load_run(run_dir, dataset=dataset)
   if methods.spec(config.method).family != 'generative':
     raise ConfigError(f'ghost.distractors_run={run_dir}: method {config.method} has no beam '

@@ -182,13 +182,12 @@ def _check_default_distractors(workdir):
   spec.loader.exec_module(diagnosis)
   loaded = run.load_run(workdir)
   distractors = diagnosis.distractors_of(loaded, workdir)
-  is_head = loaded.dataset.is_head
-  assert distractors.shape == (len(is_head), ghost.default_config().ghost.k_b)
+  is_head, defaults = loaded.dataset.is_head, ghost.default_config().ghost
+  assert distractors.shape == (len(is_head), defaults.k_b)
   assert np.all(is_head[distractors[~is_head]])
   embeddings, sids = run.item_sids(loaded.config, loaded.dataset, workdir)
-  expected = ghost.undesired_collection(embeddings, sids.item_tokens(), is_head,
-                                        ghost.default_config().ghost.k_a,
-                                        ghost.default_config().ghost.k_b)
+  expected = ghost.undesired_collection(embeddings, sids.item_tokens(), is_head, defaults.k_a,
+                                        defaults.k_b)
   np.testing.assert_array_equal(distractors[~is_head], expected[~is_head])
 
 
