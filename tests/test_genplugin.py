@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from experiments import exposure_bias
 from genrec_jax import config as config_lib
 from genrec_jax import losses
 from genrec_jax.data import dataset as dataset_lib
@@ -390,11 +391,6 @@ def test_both_phases_run_resume_and_evaluate_alike(base, tmp_path_factory):
 
 
 def test_exposure_bias_diagnostic_allows_the_tries_children_of_the_true_prefix():
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location(
-      'exposure_bias', os.path.join(REPO, 'experiments', 'exposure_bias.py'))
-  exposure_bias = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(exposure_bias)
   items = np.array([[0, 3, 6], [0, 3, 7], [0, 4, -1], [1, 5, 8]])
   allowed = exposure_bias.allowed_after_prefixes(items, np.array([1, 3]))
   as_sets = [[set(np.flatnonzero(level)) for level in row] for row in allowed]

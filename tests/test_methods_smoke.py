@@ -1,7 +1,6 @@
 """Every method trains and evaluates end to end from its config on synthetic data, in
 seconds, and an eval-only run from the saved checkpoint reproduces its test metrics."""
 
-import importlib.util
 import math
 import os
 import runpy
@@ -11,6 +10,8 @@ from unittest import mock
 import numpy as np
 import pytest
 
+from experiments import rr_tradeoff
+from experiments import tail_diagnosis
 from genrec_jax import config as config_lib
 from genrec_jax import methods
 from genrec_jax import run
@@ -136,38 +137,28 @@ def test_method_trains_evaluates_and_reloads(method, overrides, reload, embeddin
 def _check_rr_tradeoff(workdir, test):
   """experiments/rr_tradeoff.py re-ranks the run's beam: λ = 0 is the run's own ranking, and a
   huge λ orders the beam's 10 items least popular first (top-5 ARP can only fall)."""
-  spec = importlib.util.spec_from_file_location(
-      'rr_tradeoff', os.path.join(os.path.dirname(__file__), '..', 'experiments',
-                                  'rr_tradeoff.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  curves = module.tradeoff(workdir, [0.0, 1e3], splits=('test',))['test']
+  curves = rr_tradeoff.tradeoff(workdir, [0.0, 1e3], splits=('test',))['test']
   assert {k: v for k, v in curves[0.0].items() if k in test} == {
       k: v for k, v in test.items() if k != 'eval_seconds'}
   assert curves[1e3]['arp@5'] <= curves[0.0]['arp@5']
   assert curves[1e3]['arp@10'] == pytest.approx(curves[0.0]['arp@10'])  # the same 10 items
   out = os.path.join(workdir, 'ablations', 'rr')
-  text = module.report({'test': curves}, workdir, out)
+  text = rr_tradeoff.report({'test': curves}, workdir, out)
   assert '| 1000 |' in text and os.path.getsize(out + '.png') > 1000
 
 
 def _check_tail_diagnosis(workdir, test):
   """experiments/tail_diagnosis.py rebuilds the run from its config.json: its beam hits are
   the run's HR@10, and a hit's teacher-forced log P clears the 10th beam score."""
-  spec = importlib.util.spec_from_file_location(
-      'tail_diagnosis', os.path.join(os.path.dirname(__file__), '..', 'experiments',
-                                     'tail_diagnosis.py'))
-  diagnosis = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(diagnosis)
   loaded = run.load_run(workdir)
-  rows = diagnosis.target_log_probs(loaded)
+  rows = tail_diagnosis.target_log_probs(loaded)
   is_tail = ~loaded.dataset.is_head[loaded.dataset.split_targets('test')[0]]
   assert rows['hit'].mean() == pytest.approx(test['hr@10'])
   assert rows['hit'][is_tail].mean() == pytest.approx(test['hr@10/tail'])
   total = np.nansum(rows['log_p'], axis=1)
   assert np.all(total[rows['hit']] >= rows['bar'][rows['hit']] - 1e-4)
   assert np.all(np.isfinite(rows['log_p'][:, 0]))  # every SID has a first token
-  text = diagnosis.report(workdir)
+  text = tail_diagnosis.report(workdir)
   assert 'tail-only nodes' in text and 'AUO distractors' in text
 
 
@@ -175,13 +166,8 @@ def _check_default_distractors(workdir):
   """A run without AUO: tail_diagnosis picks the distractors Ghost's defaults would, from the
   workdir's cached item vectors and the run's SIDs: head items for every tail item, the same
   as from the SIDs the tokenize stage builds."""
-  spec = importlib.util.spec_from_file_location(
-      'tail_diagnosis', os.path.join(os.path.dirname(__file__), '..', 'experiments',
-                                     'tail_diagnosis.py'))
-  diagnosis = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(diagnosis)
   loaded = run.load_run(workdir)
-  distractors = diagnosis.distractors_of(loaded, workdir)
+  distractors = tail_diagnosis.distractors_of(loaded, workdir)
   is_head, defaults = loaded.dataset.is_head, ghost.default_config().ghost
   assert distractors.shape == (len(is_head), defaults.k_b)
   assert np.all(is_head[distractors[~is_head]])

@@ -1,6 +1,5 @@
 """Sweep expansion, the SLURM script, and the comparison report with its figures."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -13,6 +12,8 @@ import matplotlib
 import numpy as np
 import pytest
 
+from experiments import ghost_scaling
+from experiments import ghost_sensitivity
 from genrec_jax.report import plots
 from genrec_jax.report import tables
 from launch import sweep
@@ -277,11 +278,7 @@ def test_report_orders_rows_as_the_papers_marks_directions_and_the_best(tmp_path
 
 
 def test_sensitivity_sweep_shares_the_default_point_and_draws_its_figures(tmp_path):
-  spec = importlib.util.spec_from_file_location(
-      'ghost_sensitivity', os.path.join(REPO, 'experiments', 'ghost_sensitivity.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  rows = module.get_sweep('cpu', str(tmp_path))
+  rows = ghost_sensitivity.get_sweep('cpu', str(tmp_path))
   assert len(rows) == 9 + 6 + 4 - 2  # the default point once, not three times
   default = [r for r in rows if r['name'] == 'Ghost Lh=3 Lt=2 alpha=0.1 Kb=5']
   assert len(default) == 1 and default[0]['overrides']['train.example_kind'] == 'prefix'
@@ -289,24 +286,20 @@ def test_sensitivity_sweep_shares_the_default_point_and_draws_its_figures(tmp_pa
   for row in rows[:5] + rows[-2:]:  # part of the grid, two seeds each
     for seed in range(2):
       _fake_run(tmp_path / 'runs', row['name'], seed, rng)
-  text = module.report(str(tmp_path / 'runs'), str(tmp_path / 'out' / 'ghost_sensitivity'))
+  text = ghost_sensitivity.report(str(tmp_path / 'runs'), str(tmp_path / 'out' / 'ghost_sensitivity'))
   assert '| Ghost Lh=3 Lt=1 alpha=0.1 Kb=5 | 2 |' in text
   for name in ('ghost_length_heatmap.png', 'ghost_alpha.png', 'ghost_k_b.png'):
     assert os.path.getsize(tmp_path / 'out' / name) > 1000
 
 
 def test_scaling_sweep_sizes_and_figure(tmp_path):
-  spec = importlib.util.spec_from_file_location(
-      'ghost_scaling', os.path.join(REPO, 'experiments', 'ghost_scaling.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  cpu = module.get_sweep('cpu', str(tmp_path))
+  cpu = ghost_scaling.get_sweep('cpu', str(tmp_path))
   assert [r['name'] for r in cpu][:2] == ['LC-Rec (small)', 'Ghost (small)'] and len(cpu) == 6
   large = next(r for r in cpu if r['name'] == 'Ghost (large)')
   assert large['overrides'] == {'train.example_kind': 'prefix', 'model.hidden_size': 256,
                                 'model.intermediate_size': 1024, 'model.num_layers': 4,
                                 'model.num_heads': 8, 'model.num_kv_heads': 4}
-  paper = module.get_sweep('paper', str(tmp_path))
+  paper = ghost_scaling.get_sweep('paper', str(tmp_path))
   assert {r['overrides']['model.checkpoint'] for r in paper} == {
       f'checkpoints/Qwen3-{s}' for s in ('0.6B', '1.7B', '4B', '8B')}
   rng = np.random.default_rng(0)
@@ -318,7 +311,7 @@ def test_scaling_sweep_sizes_and_figure(tmp_path):
       result['num_params'] = params
       result['splits']['test']['hr@10/head'] = rng.random()
       path.write_text(json.dumps(result))
-  text = module.report(str(tmp_path / 'runs'), str(tmp_path / 'out' / 'ghost_scaling'))
+  text = ghost_scaling.report(str(tmp_path / 'runs'), str(tmp_path / 'out' / 'ghost_scaling'))
   assert '| Ghost (large) | 2 |' in text
   assert os.path.getsize(tmp_path / 'out' / 'ghost_scaling.png') > 1000
 
