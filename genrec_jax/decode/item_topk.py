@@ -24,12 +24,7 @@ def topk_items(scores: jax.Array, k: int,
     scores = mask_items(scores, exclude)
   k_eff = min(k, scores.shape[1])
   top_scores, top_items = jax.lax.top_k(scores, k_eff)
-  top_items = jnp.where(top_scores > MASKED / 2, top_items, -1)
-  pad = k - k_eff
-  if pad:
-    top_items = jnp.pad(top_items, ((0, 0), (0, pad)), constant_values=-1)
-    top_scores = jnp.pad(top_scores, ((0, 0), (0, pad)), constant_values=MASKED)
-  return top_items, top_scores
+  return _as_k_slots(top_items, top_scores, k)
 
 
 def similarity_topk(queries: jax.Array, table: jax.Array, k: int,
@@ -67,8 +62,15 @@ def similarity_topk(queries: jax.Array, table: jax.Array, k: int,
            jnp.full((batch, k_eff), num_items, jnp.int32))
   starts = jnp.arange(count, dtype=jnp.int32) * chunk_size
   (top_scores, top_items), _ = jax.lax.scan(body, start, (chunks, starts))
+  return _as_k_slots(top_items, top_scores, k)
+
+
+def _as_k_slots(top_items: jax.Array, top_scores: jax.Array,
+                k: int) -> tuple[jax.Array, jax.Array]:
+  """Masked slots become item -1, and the lists are padded to k slots (k may exceed the
+  catalogue)."""
   top_items = jnp.where(top_scores > MASKED / 2, top_items, -1)
-  pad = k - k_eff
+  pad = k - top_items.shape[1]
   if pad:
     top_items = jnp.pad(top_items, ((0, 0), (0, pad)), constant_values=-1)
     top_scores = jnp.pad(top_scores, ((0, 0), (0, pad)), constant_values=MASKED)
