@@ -120,6 +120,10 @@ def get_sweep(variant: str, root: str) -> list[dict]:
         ('Ghost (per prefix)', f'configs/ghost_ins.py:{variant}',
          {'train.example_kind': 'prefix'}),
         ('RQK-4 (per prefix)', f'configs/lcrec_ins.py:{variant}_rqk4_prefix', {}),
+        # SKT's anchor rule before issue 25 (anchor in the full embedding space, residual in
+        # PCA-32): separates that fix from the time order in Ghost (per prefix)'s change.
+        ('Ghost (per prefix, full-space anchors)', f'configs/ghost_ins.py:{variant}',
+         {'train.example_kind': 'prefix', 'tokenize.skt_anchor_space': 'full'}),
         # Beyond the paper (issue 23's measurement): AUO against the head items LC-Rec (per
         # prefix, seed 1) ranks above each tail target in training, instead of the similar
         # head items with the shortest common prefix; mined to a file before
