@@ -286,7 +286,8 @@ def test_sensitivity_sweep_shares_the_default_point_and_draws_its_figures(tmp_pa
   for row in rows[:5] + rows[-2:]:  # part of the grid, two seeds each
     for seed in range(2):
       _fake_run(tmp_path / 'runs', row['name'], seed, rng)
-  text = ghost_sensitivity.report(str(tmp_path / 'runs'), str(tmp_path / 'out' / 'ghost_sensitivity'))
+  text = ghost_sensitivity.report(str(tmp_path / 'runs'),
+                                  str(tmp_path / 'out' / 'ghost_sensitivity'))
   assert '| Ghost Lh=3 Lt=1 alpha=0.1 Kb=5 | 2 |' in text
   for name in ('ghost_length_heatmap.png', 'ghost_alpha.png', 'ghost_k_b.png'):
     assert os.path.getsize(tmp_path / 'out' / name) > 1000
