@@ -234,9 +234,10 @@ def item_vectors(config: ml_collections.ConfigDict, dataset, workdir: str) -> np
 def item_sids(config: ml_collections.ConfigDict, dataset, workdir: str):
   """(item embeddings, SIDs) of `config` on `dataset`, built once and then read from the
   workdir's caches; prints the SID statistics."""
-  embeddings = item_vectors(config, dataset, workdir)
+  cf = cf_vectors(config, dataset)  # once: both stages may read the collaborative run
+  embeddings = item_embeddings(config.embed, dataset, workdir, cf_vectors=cf)
   sids = build_sids(config.tokenize, dataset, embeddings, config.seed, workdir,
-                    cf_embeddings=cf_vectors(config, dataset))
+                    cf_embeddings=cf)
   print(describe_sids(sids, dataset.is_head))
   return embeddings, sids
 
