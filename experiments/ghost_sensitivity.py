@@ -10,9 +10,9 @@ the three studies. Run, then write the figures and the table:
       --out=experiments/ghost_sensitivity
 (the table in experiments/ghost_sensitivity.md; figures experiments/ghost_length_heatmap.png,
 ghost_alpha.png, ghost_k_b.png).
-Cost: 17 runs of ~25 min each on one free core of this machine (one seed); `--only=` picks
-grid points, e.g. the length grid alone. The figures show every seed kept so far (mean and
-sample std where there are several).
+Cost: 17 runs of ~40 min each (~800 s per epoch) with this 2-core machine to itself (one
+seed); `--only=` picks grid points, e.g. the length grid alone. The figures show every seed
+kept so far (mean and sample std where there are several).
 """
 
 from __future__ import annotations
