@@ -210,14 +210,32 @@ def is_kept(spec: dict) -> bool:
 
 
 def keep_record(spec: dict) -> None:
-  """Copies a finished run's record files to spec['kept'] (if set)."""
-  if not spec['kept']:
-    return
-  os.makedirs(spec['kept'], exist_ok=True)
-  for name in RECORD_FILES:
-    source = os.path.join(spec['workdir'], name)
+  """Copies a finished run's record to spec['kept'] (if set)."""
+  if spec['kept']:
+    copy_record(spec['workdir'], spec['kept'])
+
+
+def record_files(workdir: str) -> list[str]:
+  """A finished run's record, relative to its workdir: RECORD_FILES, with each later training
+  phase's (methods.Phase, in <workdir>/<phase>/: a folder with checkpoints and metrics.jsonl)
+  metrics.jsonl and JSON files, e.g. GENPLUGIN's finetune/retrieval.json, before
+  results.json."""
+  phases = sorted(name for name in os.listdir(workdir)
+                  if os.path.isdir(os.path.join(workdir, name, 'checkpoints'))
+                  and os.path.isfile(os.path.join(workdir, name, 'metrics.jsonl')))
+  phase_files = [os.path.join(phase, name) for phase in phases
+                 for name in sorted(os.listdir(os.path.join(workdir, phase)))
+                 if name.endswith(('.json', '.jsonl'))]
+  return [*RECORD_FILES[:-1], *phase_files, RECORD_FILES[-1]]
+
+
+def copy_record(workdir: str, kept: str) -> None:
+  """Copies record_files(workdir) to the folder kept, results.json last."""
+  for name in record_files(workdir):
+    source = os.path.join(workdir, name)
     if os.path.exists(source):
-      shutil.copyfile(source, os.path.join(spec['kept'], name))
+      os.makedirs(os.path.dirname(os.path.join(kept, name)), exist_ok=True)
+      shutil.copyfile(source, os.path.join(kept, name))
 
 
 def check_keep_is_committable(keep: str) -> None:
@@ -263,9 +281,9 @@ def write_slurm(runs: list[dict], root: str, extra: str, stem: str = 'sweep') ->
     for spec in runs:
       line = shlex.join(spec['command'])
       if spec['kept']:  # the local launcher's keep_record, in the job
-        files = [os.path.join(spec['workdir'], name) for name in RECORD_FILES]
-        line += (f' && mkdir -p {shlex.quote(spec["kept"])} && cp '
-                 f'{shlex.join(files)} {shlex.quote(spec["kept"])}/')
+        line += ' && ' + shlex.join([
+            spec['command'][0], '-c', 'import sys; from launch import sweep; '
+            'sweep.copy_record(*sys.argv[1:])', spec['workdir'], spec['kept']])
       f.write(line + '\n')
   script = os.path.join(root, f'{stem}.sbatch')
   lines = ['#!/bin/bash', f'#SBATCH --array=1-{len(runs)}', '#SBATCH --job-name=genrec_jax',

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shlex
 import signal
 import subprocess
 import sys
@@ -22,11 +23,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _record_writer(workdir):
-  """A stand-in for genrec_jax.main that writes a run's record files."""
+  """A stand-in for genrec_jax.main that writes a run's record files: its own, a later
+  training phase's (finetune/, with checkpoints) and an eval output's (no checkpoints)."""
   return [sys.executable, '-c', (
       'import json, os, sys; d = sys.argv[1]\n'
-      'for f in ("config.json", "metrics.jsonl", "results.json"):\n'
+      'for sub in ("finetune/checkpoints", "eval"):\n'
+      '  os.makedirs(os.path.join(d, sub), exist_ok=True)\n'
+      'for f in ("config.json", "metrics.jsonl", "finetune/metrics.jsonl",\n'
+      '          "finetune/retrieval.json", "eval/metrics.jsonl", "results.json"):\n'
       '  open(os.path.join(d, f), "w").write(json.dumps({"file": f}))'), workdir]
+
+
+PHASE_RECORD = ('finetune/metrics.jsonl', 'finetune/retrieval.json')
 
 
 def test_ghost_table_sweep_expands_to_valid_commands(tmp_path):
@@ -53,8 +61,9 @@ def test_local_sweep_keeps_records_and_skips_kept_runs(tmp_path):
     spec['command'] = _record_writer(spec['workdir'])
   assert sweep.run_local(runs) == 0
   for spec in runs:
-    for name in sweep.RECORD_FILES:
+    for name in (*sweep.RECORD_FILES, *PHASE_RECORD):
       assert json.load(open(os.path.join(spec['kept'], name))) == {'file': name}
+    assert not os.path.exists(os.path.join(spec['kept'], 'eval'))
   # On a new machine (root gone) the kept runs are not run again; a new seed is.
   fresh = sweep.expand(rows, str(tmp_path / 'new_root'), ['0', '1', '2'],
                        keep=str(tmp_path / 'kept'))
@@ -63,8 +72,15 @@ def test_local_sweep_keeps_records_and_skips_kept_runs(tmp_path):
   assert sweep.run_local(fresh) == 1  # only seed 2 ran (and failed)
   assert not os.path.exists(fresh[0]['workdir']) and os.path.exists(fresh[2]['workdir'])
   script = sweep.write_slurm(fresh[2:], str(tmp_path / 'new_root'), '')
-  line = open(tmp_path / 'new_root' / 'sweep.runs.txt').read()
-  assert f'mkdir -p {fresh[2]["kept"]} && cp ' in line and script.endswith('sweep.sbatch')
+  line = open(tmp_path / 'new_root' / 'sweep.runs.txt').read().strip()
+  assert script.endswith('sweep.sbatch')
+  # The job keeps the record as the local launcher does, once the run succeeded.
+  run_part, keep_part = line.split(' && ')
+  assert shlex.split(run_part) == fresh[2]['command']
+  subprocess.check_call(_record_writer(fresh[2]['workdir']))
+  subprocess.check_call(keep_part, shell=True, cwd=REPO)
+  for name in (*sweep.RECORD_FILES, *PHASE_RECORD):
+    assert json.load(open(os.path.join(fresh[2]['kept'], name))) == {'file': name}
 
 
 def test_needed_runs_run_first_even_when_only_their_record_is_kept(tmp_path):
