@@ -19,8 +19,9 @@ the history's SID tokens, not LC-Rec's instruction prompt).
 Substitution starts after a third of phase 1 (epoch 1 of 3, 0.33 of TIGER's single `cpu`
 epoch; the public code starts at epoch 10 of 200); phase 2 is one epoch at train.lr.
 
-Expected: not measured yet on `cpu` (its first run, LC-Rec + GENPLUGIN seed 0, is in
-progress; experiments/RESULTS.md).
+Expected (test, 2-core CPU, 2026-12, one seed): `cpu_lcrec` HR@10 0.110, tail HR@10 0.023,
+MGU@10 0.293 (LC-Rec per prefix on the same seed: 0.105, 0.031, 0.265); 40 min of phase 1 and
+12 min of phase 2 (experiments/RESULTS.md). `cpu_tiger` and `cpu_ghost`: not measured yet.
 """
 
 from configs import common

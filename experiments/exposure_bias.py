@@ -13,7 +13,9 @@ of the split:
                   own tokens: is its token i c_i?
 Both are accuracies over the targets that have a token i; exposure bias is the gap (the
 free-running decoder conditions on its own earlier mistakes, which it never saw in
-training). Tail targets are reported apart.
+training). Tail targets are reported apart. A second table gives each run's (and each
+GENPLUGIN stage's) ranking metrics on the split, from the same params, so a smaller gap can be
+read against what it does to the recommendations.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from genrec_jax import methods  # pylint: disable=g-import-not-at-top,wrong-impo
 from genrec_jax import run  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.data.pipeline import eval_batches  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.decode.beam_search import beam_search  # pylint: disable=g-import-not-at-top,wrong-import-position
+from genrec_jax.eval.evaluate import evaluate  # pylint: disable=g-import-not-at-top,wrong-import-position
 from genrec_jax.methods.sid_tokens import item_tokens_of  # pylint: disable=g-import-not-at-top,wrong-import-position
 from launch import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -100,11 +103,19 @@ def table(workdirs: list[str], split: str = 'test') -> str:
            'wrong is wrong, so the gap compounds with the level).', '',
            '| run | targets | level | teacher-forced | free-running | gap |',
            '|---|---|---|---|---|---|']
+  ranking = ['', f'Ranking on the {split} split (full catalogue, beam search as trained):', '',
+             '| run | HR@10 | tail HR@10 | NDCG@10 | MGU@10 ↓ | ARP@10 ↓ |',
+             '|---|---|---|---|---|---|']
   for workdir in workdirs:
     final, first = run.load_run(workdir), run.load_run(workdir, phases=False)
     loaded = [first, final] if type(first.method) is not type(final.method) else [final]
     for stage, one in enumerate(loaded):
       name = one.config.name + (' (pre-training)' if stage == 0 and len(loaded) > 1 else '')
+      config = one.config
+      scores = evaluate(one.method, one.params, one.dataset, split, config.eval, config.seed)
+      ranking.append(f'| {name} | ' + ' | '.join(
+          f'{scores[k]:.4f}' if k != 'arp@10' else f'{scores[k]:.1f}'
+          for k in ('hr@10', 'hr@10/tail', 'ndcg@10', 'mgu@10', 'arp@10')) + ' |')
       teacher, free, valid, is_tail = accuracies(one, split)
       for group, rows in (('all', np.ones(len(is_tail), bool)), ('tail', is_tail)):
         for level in range(teacher.shape[1]):
@@ -115,7 +126,7 @@ def table(workdirs: list[str], split: str = 'test') -> str:
           fr = free[rows, level][has].mean()
           lines.append(f'| {name} | {group} ({has.sum()}) | {level + 1} | {tf:.4f} | '
                        f'{fr:.4f} | {tf - fr:+.4f} |')
-  return '\n'.join(lines) + '\n'
+  return '\n'.join(lines + ranking) + '\n'
 
 
 if __name__ == '__main__':
