@@ -111,8 +111,8 @@ def table(workdirs: list[str], split: str = 'test') -> str:
     loaded = [first, final] if type(first.method) is not type(final.method) else [final]
     for stage, one in enumerate(loaded):
       name = one.config.name + (' (pre-training)' if stage == 0 and len(loaded) > 1 else '')
-      config = one.config
-      scores = evaluate(one.method, one.params, one.dataset, split, config.eval, config.seed)
+      scores = evaluate(one.method, one.params, one.dataset, split, one.config.eval,
+                        one.config.seed)
       ranking.append(f'| {name} | ' + ' | '.join(
           f'{scores[k]:.4f}' if k != 'arp@10' else f'{scores[k]:.1f}'
           for k in ('hr@10', 'hr@10/tail', 'ndcg@10', 'mgu@10', 'arp@10')) + ' |')
