@@ -19,8 +19,8 @@ backbone loaded as LC-Rec's `_smollm2` row loads it (u its last hidden state; it
 item text too), `_text` item vectors from the item text embeddings instead of SID tokens,
 `_sampled` sampled softmax (256 uniform negatives, logQ correction) instead of the full one.
 
-Expected on `cpu` (test, seeds 0-1, 2-core CPU, 2026-12): HR@10 0.088 ± 0.008, tail HR@10
-0.006 ± 0.003, MGU@10 0.389, ARP@10 322; ~30 min with the machine to itself (~545 s per epoch).
+Expected on `cpu` (test, seeds 0-2, 2-core CPU, 2026-12): HR@10 0.084 ± 0.008, tail HR@10
+0.005 ± 0.003, MGU@10 0.393, ARP@10 324; ~30 min with the machine to itself (~545 s per epoch).
 """
 
 from configs import common
