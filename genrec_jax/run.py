@@ -224,18 +224,20 @@ def saved_config(path: str) -> ml_collections.ConfigDict:
     raise WorkdirError(f'{path} is not a run config this version reads: {e}') from None
 
 
-def item_vectors(config: ml_collections.ConfigDict, dataset, workdir: str) -> np.ndarray:
+def item_vectors(config: ml_collections.ConfigDict, dataset, workdir: str,
+                 cf: np.ndarray | None = None) -> np.ndarray:
   """[I, d] item vectors of the embed stage, built once and then read from the workdir's
-  cache."""
-  return item_embeddings(config.embed, dataset, workdir,
-                         cf_vectors=cf_vectors(config, dataset))
+  cache. cf: cf_vectors(config, dataset), where the caller has read it already."""
+  if cf is None:
+    cf = cf_vectors(config, dataset)
+  return item_embeddings(config.embed, dataset, workdir, cf_vectors=cf)
 
 
 def item_sids(config: ml_collections.ConfigDict, dataset, workdir: str):
   """(item embeddings, SIDs) of `config` on `dataset`, built once and then read from the
   workdir's caches; prints the SID statistics."""
   cf = cf_vectors(config, dataset)  # once: both stages may read the collaborative run
-  embeddings = item_embeddings(config.embed, dataset, workdir, cf_vectors=cf)
+  embeddings = item_vectors(config, dataset, workdir, cf)
   sids = build_sids(config.tokenize, dataset, embeddings, config.seed, workdir,
                     cf_embeddings=cf)
   print(describe_sids(sids, dataset.is_head))
