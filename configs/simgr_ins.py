@@ -21,8 +21,8 @@ item text too), `_text` item vectors from the item text embeddings instead of SI
 
 Expected on `cpu` (test, seeds 0-2, 2-core CPU, 2026-12): HR@10 0.084 ± 0.008, tail HR@10
 0.005 ± 0.003, MGU@10 0.393, ARP@10 324; ~30 min with the machine to itself (~545 s per epoch).
-On `cpu_skt` (seed 0): HR@10 0.082, tail HR@10 0.010, MGU@10 0.319; its SKT SID head decoded by
-beam 20 (`--config.decode.scorer=beam` on the checkpoint): 0.100, 0.050, 0.183.
+On `cpu_skt` (seeds 0-1): HR@10 0.080, tail HR@10 0.011, MGU@10 0.327; its SKT SID head decoded
+by beam 20 (`--config.decode.scorer=beam` on the checkpoint): 0.093, 0.039, 0.203.
 """
 
 from configs import common
