@@ -214,6 +214,10 @@ def test_direction_table_pairs_seeds_and_counts_wanted_signs():
   assert lines['hr@10/tail'][5] == '2/3'
   assert lines['mgu@10'][5] == '2/3' and lines['arp@10'][5] == '0/3'
   assert lines['hr@10/tail'][6] == f'{0.0173 / 0.0044 - 1:+.1%} |'
+  # a mean rising from zero is said so, not printed as an infinite change
+  rows = {'TIGER': [run(0, 0.1, 0.0, 0.4)], 'TIGER + X': [run(0, 0.1, 0.002, 0.4)]}
+  tail = tables.direction_table(rows, 'TIGER + X', 'TIGER').splitlines()[3].split(' | ')
+  assert tail[4:6] == ['up from 0', '1/1']
 
 
 def test_timing_table_leaves_validation_pauses_out(tmp_path):

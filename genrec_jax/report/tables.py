@@ -131,10 +131,10 @@ def direction_table(rows: dict[str, list[dict[str, float]]], method: str, baseli
     holds = sum(abs(c) <= 0.1 if wanted == '~' else c > 0 if wanted == '+' else c < 0
                 for c in changes)
     in_paper = (paper and key in paper.get(method, {}) and key in paper.get(baseline, {}))
-    paper_cell = (f'{_relative(paper[method][key], paper[baseline][key]):+.1%}'
-                  if in_paper else '–')
+    paper_cell = (_change_cell(paper[method][key], paper[baseline][key]) if in_paper
+                  else '–')
     lines.append(f'| {key} | {wanted} | {fmt(np.mean(base), key)} | {fmt(np.mean(ours), key)} | '
-                 f'{_relative(np.mean(ours), np.mean(base)):+.1%} | {holds}/{len(seeds)} | '
+                 f'{_change_cell(np.mean(ours), np.mean(base))} | {holds}/{len(seeds)} | '
                  f'{paper_cell} |')
   return '\n'.join(lines)
 
@@ -175,6 +175,12 @@ def _relative(value: float, reference: float) -> float:
   if reference == 0:
     return float(np.sign(value)) * float('inf') if value else 0.0
   return (value - reference) / reference
+
+
+def _change_cell(value: float, reference: float) -> str:
+  """The relative change as a percentage; 'up from 0' where the reference is zero."""
+  change = _relative(value, reference)
+  return f'{change:+.1%}' if np.isfinite(change) else f"{'up' if change > 0 else 'down'} from 0"
 
 
 def write_markdown(parts: list[str], out: str) -> str:
