@@ -21,7 +21,9 @@ epoch; the public code starts at epoch 10 of 200); phase 2 is one epoch at train
 
 Expected (test, 2-core CPU, 2026-12, one seed): `cpu_lcrec` HR@10 0.110, tail HR@10 0.023,
 MGU@10 0.293 (LC-Rec per prefix on the same seed: 0.105, 0.031, 0.265); 40 min of phase 1 and
-12 min of phase 2 (experiments/RESULTS.md). `cpu_tiger` and `cpu_ghost`: not measured yet.
+12 min of phase 2. `cpu_tiger` HR@10 0.049, tail HR@10 0.002, MGU@10 0.414 (TIGER: 0.057, 0,
+0.421); 19 min of phase 1 and 6 min of phase 2 (experiments/RESULTS.md). `cpu_ghost`: not
+measured yet.
 """
 
 from configs import common

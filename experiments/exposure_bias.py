@@ -10,7 +10,9 @@ of the split:
   teacher-forced  token i is predicted from the history and the target's true tokens c_<i:
                   the argmax over the tokens the item trie allows after c_<i is c_i?
   free-running    the trie-constrained greedy decode (beam search with one beam) reads its
-                  own tokens: is its token i c_i?
+                  own tokens: is its token i c_i? (Codes are per level, so a token after a
+                  wrong one can still match: TIGER's last level, the collision index, mostly
+                  does.) "On path": are its tokens 1..i all right?
 Both are accuracies over the targets that have a token i; exposure bias is the gap (the
 free-running decoder conditions on its own earlier mistakes, which it never saw in
 training). Tail targets are reported apart. A second table gives each run's (and each
@@ -99,10 +101,11 @@ def table(workdirs: list[str], split: str = 'test') -> str:
   runs = ', '.join(sweep.run_label(w) for w in workdirs)
   lines = [f'# Exposure bias per SID level ({runs})', '',
            f'Split: {split}. Accuracy of SID token i over the targets that have one; gap = '
-           'teacher-forced − free-running (a free-running token on a path that already went '
-           'wrong is wrong, so the gap compounds with the level).', '',
-           '| run | targets | level | teacher-forced | free-running | gap |',
-           '|---|---|---|---|---|---|']
+           'teacher-forced − free-running. A free-running token i is counted right when it '
+           'equals the true one, whatever came before it (codes are per level, so a wrong path '
+           'can still match it); "on path" counts it right only when tokens 1..i all are.', '',
+           '| run | targets | level | teacher-forced | free-running | gap | free-running on '
+           'path |', '|---|---|---|---|---|---|---|']
   ranking = ['', f'Ranking on the {split} split (full catalogue, beam search as trained):', '',
              '| run | HR@10 | tail HR@10 | NDCG@10 | MGU@10 ↓ | ARP@10 ↓ |',
              '|---|---|---|---|---|---|']
@@ -117,6 +120,7 @@ def table(workdirs: list[str], split: str = 'test') -> str:
           f'{scores[k]:.4f}' if k != 'arp@10' else f'{scores[k]:.1f}'
           for k in ('hr@10', 'hr@10/tail', 'ndcg@10', 'mgu@10', 'arp@10')) + ' |')
       teacher, free, valid, is_tail = accuracies(one, split)
+      on_path = np.logical_and.accumulate(free, axis=1)
       for group, rows in (('all', np.ones(len(is_tail), bool)), ('tail', is_tail)):
         for level in range(teacher.shape[1]):
           has = valid[rows, level]
@@ -124,8 +128,9 @@ def table(workdirs: list[str], split: str = 'test') -> str:
             continue
           tf = teacher[rows, level][has].mean()
           fr = free[rows, level][has].mean()
+          path = on_path[rows, level][has].mean()
           lines.append(f'| {name} | {group} ({has.sum()}) | {level + 1} | {tf:.4f} | '
-                       f'{fr:.4f} | {tf - fr:+.4f} |')
+                       f'{fr:.4f} | {tf - fr:+.4f} | {path:.4f} |')
   return '\n'.join(lines + ranking) + '\n'
 
 
