@@ -9,7 +9,9 @@ and on Instruments (LC-Rec format, no item text: co-occurrence item vectors):
   python -m launch.sweep --sweep=experiments/ghost_table.py --sweep_arg=ins \
       --root=runs/ghost_ins --keep=experiments/runs/ghost_ins --seeds=0,1,2
   python experiments/ghost_table.py --root=experiments/runs/ghost_ins \
-      --out=experiments/ghost_table_ins
+      --out=experiments/ghost_table_ins_prefix
+(experiments/ghost_table_ins.md is the whole-sequence table of 2026-12-02, whose records were
+lost; it is not regenerated.)
 `--keep` copies each finished run's record into the repository (experiments/runs/), so the
 report is rebuilt from committed records and later seeds add to them.
 
