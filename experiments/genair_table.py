@@ -96,6 +96,7 @@ def _paired(rows: dict[str, list[dict]], metrics=('hr@10', 'ndcg@10', 'hr@20',
                                                      'ndcg@20')) -> str:
   """Per backbone, GenAIR row and metric: without, with, the change of the means, and
   each seed's change (paired by seed)."""
+  from genrec_jax.report import tables  # pylint: disable=g-import-not-at-top
   lines = ['| row | metric | without | with | change | per seed (with − without) |',
            '|---|---|---|---|---|---|']
   for (name, _), (suffix, _) in ((b, g) for g in GENAIR_ROWS for b in BACKBONES):
@@ -112,7 +113,7 @@ def _paired(rows: dict[str, list[dict]], metrics=('hr@10', 'ndcg@10', 'hr@20',
       mean_b, mean_o = sum(b) / len(b), sum(o) / len(o)
       per_seed = ', '.join(f'{s}: {o_ - b_:+.4f}' for s, b_, o_ in zip(seeds, b, o))
       lines.append(f'| {name} {suffix} | {metric} | {mean_b:.4f} | {mean_o:.4f} | '
-                   f'{(mean_o - mean_b) / mean_b:+.1%} | {per_seed} |')
+                   f'{tables.change_cell(mean_o, mean_b)} | {per_seed} |')
   return '\n'.join(lines)
 
 

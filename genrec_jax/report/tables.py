@@ -131,10 +131,10 @@ def direction_table(rows: dict[str, list[dict[str, float]]], method: str, baseli
     holds = sum(abs(c) <= 0.1 if wanted == '~' else c > 0 if wanted == '+' else c < 0
                 for c in changes)
     in_paper = (paper and key in paper.get(method, {}) and key in paper.get(baseline, {}))
-    paper_cell = (_change_cell(paper[method][key], paper[baseline][key]) if in_paper
+    paper_cell = (change_cell(paper[method][key], paper[baseline][key]) if in_paper
                   else '–')
     lines.append(f'| {key} | {wanted} | {fmt(np.mean(base), key)} | {fmt(np.mean(ours), key)} | '
-                 f'{_change_cell(np.mean(ours), np.mean(base))} | {holds}/{len(seeds)} | '
+                 f'{change_cell(np.mean(ours), np.mean(base))} | {holds}/{len(seeds)} | '
                  f'{paper_cell} |')
   return '\n'.join(lines)
 
@@ -177,7 +177,7 @@ def _relative(value: float, reference: float) -> float:
   return (value - reference) / reference
 
 
-def _change_cell(value: float, reference: float) -> str:
+def change_cell(value: float, reference: float) -> str:
   """The relative change as a percentage; 'up from 0' where the reference is zero."""
   change = _relative(value, reference)
   return f'{change:+.1%}' if np.isfinite(change) else f"{'up' if change > 0 else 'down'} from 0"
