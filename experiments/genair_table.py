@@ -119,17 +119,12 @@ def _paired(rows: dict[str, list[dict]], metrics=('hr@10', 'ndcg@10', 'hr@20',
 
 def _table(rows: dict[str, list[dict]], metrics=('hr@10', 'ndcg@10', 'hr@20',
                                                     'ndcg@20')) -> str:
+  from genrec_jax.report import tables  # pylint: disable=g-import-not-at-top
   order = [n for name, _ in BACKBONES
            for n in (name, *(f'{name} {suffix}' for suffix, _ in GENAIR_ROWS)) if n in rows]
   lines = ['| run | seeds | ' + ' | '.join(metrics) + ' |', '|---' * (len(metrics) + 2) + '|']
   for name in order:
-    cells = []
-    for metric in metrics:
-      values = [r[metric] for r in rows[name]]
-      mean = sum(values) / len(values)
-      std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(
-          values) > 1 else 0.0
-      cells.append(f'{mean:.4f} ± {std:.4f}' if len(values) > 1 else f'{mean:.4f}')
+    cells = [tables.mean_std_cell([r[metric] for r in rows[name]], metric) for metric in metrics]
     lines.append(f'| {name} | {len(rows[name])} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 

@@ -96,10 +96,8 @@ def comparison_table(rows: dict[str, list[dict[str, float]]], ks=(5, 10)) -> str
         values = [r[key] for r in runs if key in r]
         if key.startswith('cns'):
           cell = fmt(means[name].get(key, float('nan')))
-        elif len(values) > 1:
-          cell = _mean_std(values, key)
         else:
-          cell = fmt(values[0] if values else float('nan'), key)
+          cell = mean_std_cell(values, key)
         cells.append(f'**{cell}**' if key in best and means[name].get(key) == best[key]
                      else cell)
     lines.append(f'| {name} | {len(runs)} | ' + ' | '.join(cells) + ' |')
@@ -233,8 +231,10 @@ def _runs(root: str):
       yield os.path.dirname(path), json.load(f)
 
 
-def _mean_std(values, metric: str = '') -> str:
-  """'mean ± sample std', the std with the mean's decimals."""
+def mean_std_cell(values, metric: str = '') -> str:
+  """'mean ± sample std' (the std with the mean's decimals); one value alone; nan for none."""
+  if len(values) < 2:
+    return fmt(values[0] if len(values) else float('nan'), metric)
   mean, std = np.mean(values), np.std(values, ddof=1)
   decimals = _decimals(mean, metric)
   return f'{mean:.{decimals}f} ± {std:.{decimals}f}'
