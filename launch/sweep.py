@@ -12,7 +12,8 @@ done: seeds accumulate across machines and sessions, and reports can be rebuilt 
 alone. A kept run that a pending run needs is
 run again into root (a record holds no embeddings or checkpoints).
 
-  local   one run after the other on this machine:
+  local   one run after the other on this machine (--jobs=N: N at a time, each on its own
+          share of the CPUs):
             python -m launch.sweep --sweep=experiments/ghost_table.py --root=runs/ghost --seeds=0,1,2
   slurm   writes <root>/sweep.sbatch, a job array with one task per run (multi-node tasks
           initialise jax.distributed from the SLURM environment; needed runs go in an earlier
@@ -46,6 +47,8 @@ flags.DEFINE_string('only', '', 'Comma-separated row names to run (default: all)
                     'the runs they need.')
 flags.DEFINE_string('keep', '', 'Directory that keeps each finished run\'s record; runs '
                     'recorded there are skipped.')
+flags.DEFINE_integer('jobs', 1, 'Local launcher: how many runs at a time, each pinned to its '
+                     'own share of the CPUs.')
 flags.DEFINE_bool('status', False, 'Print where each run stands (kept, finished, the step it '
                   'reached and its last checkpoint, not started) and run nothing.')
 RECORD_FILES = ('config.json', 'metrics.jsonl', 'results.json')  # results.json, the marker, last
@@ -143,36 +146,89 @@ MALLOC_ENV = {'MALLOC_ARENA_MAX': '1', 'MALLOC_MMAP_MAX_': '0',
               'MALLOC_TRIM_THRESHOLD_': '100000000000'}
 
 
-def run_local(runs: list[dict]) -> int:
-  """Runs the pending runs one after the other; returns how many failed."""
-  failed = 0
+def run_local(runs: list[dict], jobs: int = 1) -> int:
+  """Runs the pending runs, `jobs` at a time, each pinned to its own share of this process's
+  CPUs (with jobs > 1), a run only after the runs it needs have finished; returns how many
+  failed or could not run."""
   env = {**MALLOC_ENV, **os.environ}
   pending = to_run(runs)
+  queue = []
   for i, spec in enumerate(runs):
     head = f'[{i + 1}/{len(runs)}] {spec["name"]} seed {spec["seed"]}'
     if spec not in pending:
       print(f'{head}: kept in {spec["kept"]}, skipped')
-      continue
-    if _finished(spec['workdir']):
+    elif _finished(spec['workdir']):
       print(f'{head}: done, skipped')
       keep_record(spec)
+    else:
+      queue.append((head, spec))
+  shares = cpu_shares(jobs)
+  running = {}  # share index -> (head, spec, process, log file, start time)
+  failed = 0
+  while queue or running:
+    for head, spec in list(queue):
+      free = [k for k in range(jobs) if k not in running]
+      if not free:
+        break
+      waiting = [w for w in spec['needs'] if not _finished(w)]
+      coming = {s['workdir'] for _, s in queue} | {s['workdir'] for _, s, *_ in running.values()}
+      if any(w not in coming for w in waiting):
+        print(f'{head}: not run, it needs {", ".join(waiting)}, which did not finish',
+              flush=True)
+        failed += 1
+        queue.remove((head, spec))
+      elif not waiting:
+        queue.remove((head, spec))
+        running[free[0]] = _start(head, spec, env, shares[free[0]])
+    if not running:
       continue
-    missing = [w for w in spec['needs'] if not _finished(w)]
-    if missing:
-      print(f'{head}: not run, it needs {", ".join(missing)}, which did not finish', flush=True)
-      failed += 1
-      continue
-    print(f'{head}: {shlex.join(spec["command"])}', flush=True)
-    os.makedirs(spec['workdir'], exist_ok=True)
-    start = time.time()
-    with open(os.path.join(spec['workdir'], 'log.txt'), 'a') as log:
-      code = subprocess.call(spec['command'], stdout=log, stderr=subprocess.STDOUT, env=env)
-    print(f'    exit {code} after {time.time() - start:.0f} s (log: {spec["workdir"]}/log.txt)',
-          flush=True)
+    share, (head, spec, process, log, start) = _wait_any(running)
+    del running[share]
+    log.close()
+    code = process.returncode
+    print(f'    {head}: exit {code} after {time.time() - start:.0f} s '
+          f'(log: {spec["workdir"]}/log.txt)', flush=True)
     failed += code != 0
     if code == 0:
       keep_record(spec)
   return failed
+
+
+def cpu_shares(jobs: int) -> list:
+  """The CPU set each of `jobs` concurrent runs is pinned to: this process's CPUs split into
+  contiguous shares (None, no pinning, for one job or where affinity cannot be set).
+  Separate shares keep two XLA thread pools from fighting over the same cores."""
+  if jobs < 1:
+    raise ValueError(f'--jobs={jobs}: run at least one job at a time.')
+  if jobs == 1 or not hasattr(os, 'sched_getaffinity'):
+    return [None] * jobs
+  cpus = sorted(os.sched_getaffinity(0))
+  if jobs > len(cpus):
+    raise ValueError(f'--jobs={jobs}: this process may use {len(cpus)} CPUs; run at most '
+                     f'{len(cpus)} jobs at a time.')
+  size, extra = divmod(len(cpus), jobs)
+  bounds = [k * size + min(k, extra) for k in range(jobs + 1)]
+  return [set(cpus[bounds[k]:bounds[k + 1]]) for k in range(jobs)]
+
+
+def _start(head: str, spec: dict, env: dict, cpus):
+  print(f'{head}: {shlex.join(spec["command"])}' + (f' (CPUs {sorted(cpus)})' if cpus else ''),
+        flush=True)
+  os.makedirs(spec['workdir'], exist_ok=True)
+  log = open(os.path.join(spec['workdir'], 'log.txt'), 'a')  # pylint: disable=consider-using-with
+  process = subprocess.Popen(  # pylint: disable=consider-using-with
+      spec['command'], stdout=log, stderr=subprocess.STDOUT, env=env,
+      preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+  return head, spec, process, log, time.time()
+
+
+def _wait_any(running: dict):
+  """(share, entry) of the first running run to exit."""
+  while True:
+    for share, entry in running.items():
+      if entry[2].poll() is not None:
+        return share, entry
+    time.sleep(0.5)
 
 
 def status(runs: list[dict]) -> str:
@@ -310,7 +366,7 @@ def main(argv):
   if FLAGS.launcher == 'slurm':
     print(submit_slurm(to_run(runs), FLAGS.root, FLAGS.slurm_args))
     return
-  sys.exit(1 if run_local(runs) else 0)
+  sys.exit(1 if run_local(runs, FLAGS.jobs) else 0)
 
 
 if __name__ == '__main__':

@@ -110,6 +110,41 @@ def test_needed_runs_run_first_even_when_only_their_record_is_kept(tmp_path):
     sweep.expand(rows, str(tmp_path), ['0'], only=['LETER'])
 
 
+def _timed_run(workdir, seconds=1.5, code=0):
+  """A stand-in run that records when it ran and on which CPUs, then exits with `code`."""
+  return [sys.executable, '-c', (
+      'import json, os, sys, time; d = sys.argv[1]; start = time.time()\n'
+      f'time.sleep({seconds})\n'
+      'cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []\n'
+      f'if {code}: raise SystemExit({code})\n'
+      'open(os.path.join(d, "results.json"), "w").write(json.dumps(\n'
+      '    {"start": start, "end": time.time(), "cpus": cpus}))'), workdir]
+
+
+def test_jobs_run_side_by_side_on_their_own_cpus_and_after_what_they_need(tmp_path):
+  rows = [{'name': 'A', 'config': 'a'}, {'name': 'B', 'config': 'b'},
+          {'name': 'C', 'config': 'c', 'needs': [('A', 0)]}]
+  runs = sweep.expand(rows, str(tmp_path / 'root'), ['0'])
+  for spec in runs:
+    spec['command'] = _timed_run(spec['workdir'])
+  assert sweep.run_local(runs, jobs=2) == 0
+  a, b, c = (json.load(open(os.path.join(r['workdir'], 'results.json'))) for r in runs)
+  assert b['start'] < a['end'] and a['start'] < b['end']  # side by side
+  assert c['start'] >= a['end']  # after the run it needs
+  if len(os.sched_getaffinity(0)) >= 2:
+    assert a['cpus'] and b['cpus'] and not set(a['cpus']) & set(b['cpus'])
+  # A fails: C, which needs it, is not started; B still runs.
+  again = sweep.expand(rows, str(tmp_path / 'again'), ['0'])
+  again[0]['command'] = _timed_run(again[0]['workdir'], seconds=0.5, code=3)
+  for spec in again[1:]:
+    spec['command'] = _timed_run(spec['workdir'], seconds=0.1)
+  assert sweep.run_local(again, jobs=2) == 2
+  assert [os.path.exists(os.path.join(r['workdir'], 'results.json')) for r in again] == [
+      False, True, False]
+  with pytest.raises(ValueError, match='--jobs=4096'):
+    sweep.run_local(again, jobs=4096)
+
+
 def test_status_says_where_each_run_stands(tmp_path):
   rows = [{'name': 'Ghost (per prefix)', 'config': 'configs/ghost_ins.py:smoke'}]
   runs = sweep.expand(rows, str(tmp_path / 'root'), ['0', '1', '2', '3'],
