@@ -76,9 +76,8 @@ def measure(cache: str, jobs: int, seconds: float, warmup: float) -> list[float]
   processes = []
   for workdir, cpus in zip(workdirs, shares):
     processes.append(subprocess.Popen(  # pylint: disable=consider-using-with
-        _command(workdir), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        env={**sweep.MALLOC_ENV, **os.environ},
-        preexec_fn=(lambda c=cpus: os.sched_setaffinity(0, c)) if cpus else None))
+        sweep.pinned(_command(workdir), cpus), cwd=REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT, env={**sweep.MALLOC_ENV, **os.environ}))
   start = time.time()
   time.sleep(seconds)
   for process in processes:

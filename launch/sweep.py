@@ -217,9 +217,18 @@ def _start(head: str, spec: dict, env: dict, cpus):
   os.makedirs(spec['workdir'], exist_ok=True)
   log = open(os.path.join(spec['workdir'], 'log.txt'), 'a')  # pylint: disable=consider-using-with
   process = subprocess.Popen(  # pylint: disable=consider-using-with
-      spec['command'], stdout=log, stderr=subprocess.STDOUT, env=env,
-      preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+      pinned(spec['command'], cpus), stdout=log, stderr=subprocess.STDOUT, env=env)
   return head, spec, process, log, time.time()
+
+
+def pinned(command: list[str], cpus) -> list[str]:
+  """`command` run on the CPU set `cpus` (None: as it is). The child sets its own affinity and
+  then execs, so no pre-exec hook runs in a forked copy of a threaded parent."""
+  if not cpus:
+    return command
+  return [sys.executable, '-c', 'import os, sys; os.sched_setaffinity(0, map(int, sys.argv[1]'
+          '.split(","))); os.execvp(sys.argv[2], sys.argv[2:])', ','.join(map(str, sorted(cpus))),
+          *command]
 
 
 def _wait_any(running: dict):
