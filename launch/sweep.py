@@ -48,7 +48,8 @@ flags.DEFINE_string('only', '', 'Comma-separated row names to run (default: all)
 flags.DEFINE_string('keep', '', 'Directory that keeps each finished run\'s record; runs '
                     'recorded there are skipped.')
 flags.DEFINE_integer('jobs', 1, 'Local launcher: how many runs at a time, each pinned to its '
-                     'own share of the CPUs.')
+                     'own share of the CPUs (2 on a 2-core CPU: 1.53x the steps per second; '
+                     'benchmarks/RESULTS.md).')
 flags.DEFINE_bool('status', False, 'Print where each run stands (kept, finished, the step it '
                   'reached and its last checkpoint, not started) and run nothing.')
 RECORD_FILES = ('config.json', 'metrics.jsonl', 'results.json')  # results.json, the marker, last
