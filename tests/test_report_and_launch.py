@@ -216,7 +216,8 @@ def test_comparison_table_means_and_cns(tmp_path):
 
 def test_ghost_table_report_writes_tables_and_figures(tmp_path):
   rng = np.random.default_rng(1)
-  for name in ('LC-Rec', 'Ghost', 'Ghost w/o AUO'):
+  for name in ('LC-Rec', 'Ghost', 'Ghost w/o AUO', 'LC-Rec (per prefix)',
+               'Ghost (mined distractors, per prefix)'):
     _fake_run(tmp_path / 'runs', name, 0, rng)
   out = str(tmp_path / 'report')
   result = subprocess.run([sys.executable, 'experiments/ghost_table.py',
@@ -225,6 +226,10 @@ def test_ghost_table_report_writes_tables_and_figures(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   text = open(out + '.md').read()
   assert '## Table I' in text and '| Ghost w/o AUO |' in text
+  # mined distractors against LC-Rec, beside the paper's Ghost against LC-Rec (ARP -38.0%)
+  mined = text.split('### Ghost (mined distractors, per prefix) against LC-Rec (per prefix)')[1]
+  arp_line = next(line for line in mined.splitlines() if line.startswith('| arp@10 |'))
+  assert arp_line.endswith(f'| {209.8877 / 338.5304 - 1:+.1%} |')
   for suffix in ('_composition.png', '_group_hr.png', '_pareto.png'):
     assert os.path.getsize(out + suffix) > 1000
 
