@@ -2,7 +2,9 @@ r"""GenAIR on MovieLens-100k: SASRec, BERT4Rec and GRU4Rec, each with and withou
 under both protocols (full ranking; 100 sampled negatives), paired by seed.
 
   nice -n 5 python -m launch.sweep --sweep=experiments/genair_table.py \
-      --root=/work/runs/genair_table --keep=experiments/runs/genair_ml100k --seeds=0,1,2
+      --root=/work/runs/genair_table --keep=experiments/runs/genair_ml100k --seeds=0,1,2 \
+      --report=experiments/genair_table_ml100k
+or the report step alone:
   python experiments/genair_table.py --root=/work/runs/genair_table \
       --keep=experiments/runs/genair_ml100k --out=experiments/genair_table_ml100k
 
@@ -77,6 +79,9 @@ def score_sampled(root: str, keep: str) -> list[str]:
         json.dump(record, f, indent=2)
       done.append(target)
   return done
+
+
+prepare_report = score_sampled  # what launch.sweep --report runs before report()
 
 
 def _collect_sampled(keep: str) -> dict[str, list[dict]]:

@@ -8,10 +8,9 @@ trained per example (the Ghost paper's scaling study, which uses Qwen3 0.6B-8B).
          checkpoints/Qwen3-<size> (not downloaded here): 0.6B, 1.7B, 4B, 8B.
 
   python -m launch.sweep --sweep=experiments/ghost_scaling.py --root=runs/scaling \
-      --keep=experiments/runs/ghost_scaling --seeds=0
-  python experiments/ghost_scaling.py --root=experiments/runs/ghost_scaling \
-      --out=experiments/ghost_scaling
-(the table in experiments/ghost_scaling.md, the figure experiments/ghost_scaling.png: head and
+      --keep=experiments/runs/ghost_scaling --seeds=0 --report=experiments/ghost_scaling
+(the report alone: python experiments/ghost_scaling.py --root=experiments/runs/ghost_scaling
+--out=experiments/ghost_scaling; the table in experiments/ghost_scaling.md, the figure experiments/ghost_scaling.png: head and
 tail HR@10 against the parameter count each run recorded). Cost on this machine, one seed,
 each run on one core beside another: small 8 min, base 20 (LC-Rec) and 32 (Ghost) min, large
 ~1 h 50 (LC-Rec, 1.4 steps/s) and ~3 h (Ghost, 0.9 steps/s) by their first steps.

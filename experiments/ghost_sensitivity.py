@@ -5,10 +5,9 @@ Every grid point is Ghost (per prefix) on `configs/ghost_ins.py:cpu` with one se
 from the defaults (L^h 3, L^t 2, alpha 0.1, K_b 5); the default point is one run shared by
 the three studies. Run, then write the figures and the table:
   python -m launch.sweep --sweep=experiments/ghost_sensitivity.py --root=runs/sensitivity \
-      --keep=experiments/runs/ghost_sensitivity --seeds=0
-  python experiments/ghost_sensitivity.py --root=experiments/runs/ghost_sensitivity \
-      --out=experiments/ghost_sensitivity
-(the table in experiments/ghost_sensitivity.md; figures experiments/ghost_length_heatmap.png,
+      --keep=experiments/runs/ghost_sensitivity --seeds=0 --report=experiments/ghost_sensitivity
+(the report alone: python experiments/ghost_sensitivity.py
+--root=experiments/runs/ghost_sensitivity --out=experiments/ghost_sensitivity; the table in experiments/ghost_sensitivity.md; figures experiments/ghost_length_heatmap.png,
 ghost_alpha.png, ghost_k_b.png).
 Cost: 17 runs of ~40 min each (~800 s per epoch) with this 2-core machine to itself (one
 seed); `--only=` picks grid points, e.g. the length grid alone. The figures show every seed

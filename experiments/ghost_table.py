@@ -2,14 +2,15 @@ r"""Ghost's Tables I and II on MovieLens-100k (`cpu`) or the papers' Instruments
 
 Run every row for several seeds, then write the tables and figures:
   python -m launch.sweep --sweep=experiments/ghost_table.py --sweep_arg=cpu \
-      --root=runs/ghost_table --keep=experiments/runs/ghost_ml100k --seeds=0,1,2
-  python experiments/ghost_table.py --root=experiments/runs/ghost_ml100k \
-      --out=experiments/ghost_table_ml100k
+      --root=runs/ghost_table --keep=experiments/runs/ghost_ml100k --seeds=0,1,2 \
+      --report=experiments/ghost_table_ml100k
 and on Instruments (LC-Rec format, no item text: co-occurrence item vectors):
   python -m launch.sweep --sweep=experiments/ghost_table.py --sweep_arg=ins \
-      --root=runs/ghost_ins --keep=experiments/runs/ghost_ins --seeds=0,1,2
-  python experiments/ghost_table.py --root=experiments/runs/ghost_ins \
-      --out=experiments/ghost_table_ins_prefix
+      --root=runs/ghost_ins --keep=experiments/runs/ghost_ins --seeds=0,1,2 \
+      --report=experiments/ghost_table_ins_prefix
+The report alone, from the kept records (seconds):
+  python experiments/ghost_table.py --root=experiments/runs/ghost_ml100k \
+      --out=experiments/ghost_table_ml100k
 (experiments/ghost_table_ins.md is the whole-sequence table of 2026-12-02, whose records were
 lost; it is not regenerated.)
 `--keep` copies each finished run's record into the repository (experiments/runs/), so the

@@ -10,11 +10,16 @@ directory in the repository) each finished run's record (results.json, metrics.j
 config.json; no checkpoints) is copied to DIR/<name>/seed<k>, and runs recorded there count as
 done: seeds accumulate across machines and sessions, and reports can be rebuilt from DIR
 alone. A kept run that a pending run needs is
-run again into root (a record holds no embeddings or checkpoints).
+run again into root (a record holds no embeddings or checkpoints). With --report=PREFIX the
+sweep file's report(records, out) then writes its tables and figures from the kept records
+(root's runs without --keep), after its optional prepare_report(root, keep): one command per
+study, end to end.
 
   local   one run after the other on this machine (--jobs=N: N at a time, each on its own
           share of the CPUs):
-            python -m launch.sweep --sweep=experiments/ghost_table.py --root=runs/ghost --seeds=0,1,2
+            python -m launch.sweep --sweep=experiments/ghost_table.py --root=runs/ghost --seeds=0,1,2 \
+                --keep=experiments/runs/ghost_ml100k --report=experiments/ghost_table_ml100k
+
   slurm   writes <root>/sweep.sbatch, a job array with one task per run (multi-node tasks
           initialise jax.distributed from the SLURM environment; needed runs go in an earlier
           array, sweep0.sbatch, that the last one waits for), and prints the sbatch line:
@@ -50,16 +55,36 @@ flags.DEFINE_string('keep', '', 'Directory that keeps each finished run\'s recor
 flags.DEFINE_integer('jobs', 1, 'Local launcher: how many runs at a time, each pinned to its '
                      'own share of the CPUs (2 on a 2-core CPU: 1.53x the steps per second; '
                      'benchmarks/RESULTS.md).')
+flags.DEFINE_string('report', '', "File prefix of the sweep's report, written after the runs "
+                    "by its report(records, out) from --keep (or --root), e.g. "
+                    "experiments/ghost_scaling.")
 flags.DEFINE_bool('status', False, 'Print where each run stands (kept, finished, the step it '
                   'reached and its last checkpoint, not started) and run nothing.')
 RECORD_FILES = ('config.json', 'metrics.jsonl', 'results.json')  # results.json, the marker, last
 
 
-def load_sweep(path: str, arg: str, root: str) -> list[dict]:
+def load_module(path: str):
   spec = importlib.util.spec_from_file_location('sweep_definition', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_sweep(arg, root)
+  return module
+
+
+def load_sweep(path: str, arg: str, root: str) -> list[dict]:
+  return load_module(path).get_sweep(arg, root)
+
+
+def write_report(path: str, root: str, keep: str, out: str) -> str:
+  """The sweep file's report(records, out) over the kept records (root's runs without a
+  keep directory), after its optional prepare_report(root, keep) (a step that needs the
+  runs' checkpoints, e.g. scoring them under a second protocol)."""
+  module = load_module(path)
+  if not hasattr(module, 'report'):
+    raise ValueError(f'--report: {path} defines no report(records, out); write its tables '
+                     'with its own command.')
+  if hasattr(module, 'prepare_report'):
+    module.prepare_report(root, keep)
+  return module.report(keep or root, out)
 
 
 def expand(rows: list[dict], root: str, seeds, keep: str = '', only=()) -> list[dict]:
@@ -375,8 +400,16 @@ def main(argv):
     return
   if FLAGS.launcher == 'slurm':
     print(submit_slurm(to_run(runs), FLAGS.root, FLAGS.slurm_args))
+    if FLAGS.report:
+      print('--report: once the jobs have finished, run this command again with '
+            '--launcher=local: it skips the finished runs and writes the report.')
     return
-  sys.exit(1 if run_local(runs, FLAGS.jobs) else 0)
+  failed = run_local(runs, FLAGS.jobs)
+  if FLAGS.report:
+    print(write_report(FLAGS.sweep, FLAGS.root, FLAGS.keep, FLAGS.report))
+    if failed:
+      print(f'{failed} run(s) failed or could not run: the report holds the others.')
+  sys.exit(1 if failed else 0)
 
 
 if __name__ == '__main__':

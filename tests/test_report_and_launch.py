@@ -377,6 +377,42 @@ def test_scaling_sweep_sizes_and_figure(tmp_path):
   assert os.path.getsize(tmp_path / 'out' / 'ghost_scaling.png') > 1000
 
 
+def test_report_flag_writes_the_study_from_the_kept_records(tmp_path):
+  """One command per study: with every run kept, the sweep runs nothing and writes the
+  scaling report and figure from the kept records."""
+  rng = np.random.default_rng(0)
+  for row in ghost_scaling.get_sweep('cpu', str(tmp_path)):
+    _fake_run(tmp_path / 'kept', sweep.run_dir_name(row['name']), 0, rng)
+    path = tmp_path / 'kept' / sweep.run_dir_name(row['name']) / 'seed0' / 'results.json'
+    result = json.loads(path.read_text())
+    result.update(name=row['name'], num_params=1e5)
+    result['splits']['test']['hr@10/head'] = rng.random()
+    path.write_text(json.dumps(result))
+  out = tmp_path / 'out' / 'ghost_scaling'
+  done = subprocess.run(
+      [sys.executable, '-m', 'launch.sweep', '--sweep=experiments/ghost_scaling.py',
+       f'--root={tmp_path / "root"}', f'--keep={tmp_path / "kept"}', '--seeds=0',
+       f'--report={out}'], cwd=REPO, capture_output=True, text=True, check=True)
+  assert done.stdout.count('skipped') == 6 and not (tmp_path / 'root').exists()
+  assert '| Ghost (large) | 1 |' in (tmp_path / 'out' / 'ghost_scaling.md').read_text()
+  assert os.path.getsize(tmp_path / 'out' / 'ghost_scaling.png') > 1000
+
+
+def test_report_step_prepares_from_the_runs_then_reads_the_records(tmp_path):
+  (tmp_path / 'study.py').write_text(
+      'import os\n'
+      'def get_sweep(arg, root):\n  return []\n'
+      'def prepare_report(root, keep):\n'
+      '  open(os.path.join(keep, "prepared"), "w").write(root)\n'
+      'def report(records, out):\n  return ",".join(sorted(os.listdir(records)))\n')
+  (tmp_path / 'kept').mkdir()
+  text = sweep.write_report(str(tmp_path / 'study.py'), 'RUNS', str(tmp_path / 'kept'), 'x')
+  assert text == 'prepared' and (tmp_path / 'kept' / 'prepared').read_text() == 'RUNS'
+  (tmp_path / 'bare.py').write_text('def get_sweep(arg, root):\n  return []\n')
+  with pytest.raises(ValueError, match='defines no report'):
+    sweep.write_report(str(tmp_path / 'bare.py'), 'RUNS', '', 'x')
+
+
 @pytest.mark.parametrize('study', ['ghost_table', 'ghost_scaling', 'ghost_sensitivity'])
 def test_paper_forms_dry_run_as_slurm_arrays(study, tmp_path):
   """Every study's `paper` form becomes SLURM job arrays: one task per (row, seed), each a
