@@ -93,20 +93,24 @@ class DecoderBackbone:
     hidden_states = transformer_lib.Transformer.hidden_states
     batch, num_cont, length = inputs.shape[0], inputs.shape[1], inputs.shape[2] + 1
     prompt_len = memory.mask.shape[1]
-    cache = transformer_lib.init_cache(self.model.config, batch, prompt_len + length - 1)
-    context, cache = apply(jnp.zeros(memory.mask.shape, jnp.int32), None, memory.mask, cache,
-                           embedded=memory.states, method=hidden_states)
+    context, full = apply(jnp.zeros(memory.mask.shape, jnp.int32), None, memory.mask,
+                          transformer_lib.init_cache(self.model.config, batch, prompt_len),
+                          embedded=memory.states, method=hidden_states)
     last = prompt_len - 1 - jnp.argmax(memory.mask[:, ::-1], axis=1)  # last real prompt slot
     first_logits = apply(jnp.take_along_axis(context, last[:, None, None], axis=1),
                          method=transformer_lib.Transformer.logits)[:, 0]
     if length == 1:
       return jnp.broadcast_to(first_logits[:, None, None], (batch, num_cont, 1,
                                                             first_logits.shape[-1])), context
-    cache = jax.tree.map(lambda x: jnp.repeat(x, num_cont, axis=0), cache)
+    # The continuations of a row read its prompt's keys as a shared prompt, never copied per
+    # continuation (as a beam search reads it).
+    cache = transformer_lib.init_cache(self.model.config, batch * num_cont, length - 1)
+    cache['position'] = jnp.repeat(full['position'], num_cont)
+    prompt = {'mask': full['mask'], 'layers': full['layers']}
     inputs = inputs.reshape(batch * num_cont, length - 1)
     if embeddings is not None:
       embeddings = embeddings.reshape(batch * num_cont, length - 1, -1)
-    hidden, _ = apply(inputs, None, inputs >= 0, cache, embedded=embeddings,
+    hidden, _ = apply(inputs, None, inputs >= 0, cache, prompt=prompt, embedded=embeddings,
                       method=hidden_states)
     rest = apply(hidden, method=transformer_lib.Transformer.logits)
     rest = rest.reshape(batch, num_cont, length - 1, -1)
