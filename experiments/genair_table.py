@@ -51,7 +51,8 @@ def _repo_path():
 
 def score_sampled(root: str, keep: str) -> list[str]:
   """Scores every finished run under root (a workdir with results.json and checkpoints)
-  whose kept record has no results_sampled.json yet, under the sampled protocol."""
+  whose kept record (the run itself without `keep`) has no results_sampled.json yet, under
+  the sampled protocol."""
   _repo_path()
   # pylint: disable=g-import-not-at-top
   from genrec_jax import run
@@ -61,7 +62,7 @@ def score_sampled(root: str, keep: str) -> list[str]:
   for row in sorted(os.listdir(root)) if os.path.isdir(root) else []:
     for seed in sorted(os.listdir(os.path.join(root, row))):
       workdir = os.path.join(root, row, seed)
-      kept = os.path.join(keep, row, seed)
+      kept = os.path.join(keep or root, row, seed)  # without kept records, beside the run
       target = os.path.join(kept, SAMPLED_RECORD)
       if (not os.path.exists(os.path.join(workdir, 'results.json')) or
           os.path.exists(target) or not os.path.isdir(kept)):

@@ -3,6 +3,7 @@ double loop over its target pairs (both of its forms), the adapter as the item t
 encoder's input and output, and (slow) the smoke configs end to end."""
 
 import itertools
+import json
 import math
 import os
 
@@ -21,6 +22,7 @@ from genrec_jax.methods.sequential import MLPAdapter
 from genrec_jax.methods.sequential import SequentialOutputs
 from genrec_jax.methods.sequential import SequentialRecommender
 from genrec_jax.models.sasrec import SASRec
+from launch import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -95,11 +97,21 @@ def test_mlp_adapter_is_the_item_table_at_input_and_output():
   assert np.abs(np.asarray(own_table - states)).max() > 1e-3  # the ID table is not read
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('variant', ['smoke_sasrec', 'smoke_bert4rec', 'smoke_gru4rec',
-                                     'smoke_bert4rec_plain'])
+@pytest.mark.parametrize('variant', [
+    *(pytest.param(v, marks=pytest.mark.slow)
+      for v in ('smoke_sasrec', 'smoke_bert4rec', 'smoke_gru4rec')),
+    'smoke_bert4rec_plain'])  # in the default suite: it also runs the table's report step
 def test_smoke_configs_train_and_evaluate(tmp_path, variant):
   config = config_lib.load_config_file(os.path.join(ROOT, f'configs/genair_ins.py:{variant}'))
   config.data.tfds_dir = str(tmp_path / 'tfds')
-  results = run.train_and_evaluate(config, str(tmp_path / 'run'))
+  config.name = 'BERT4Rec'
+  workdir = tmp_path / 'root' / 'BERT4Rec' / 'seed0'
+  results = run.train_and_evaluate(config, str(workdir))
   assert 0 < results['splits']['test']['hr@20'] <= 1
+  if variant.endswith('_plain'):  # the table's report step, as `launch.sweep --report` runs it
+    text = sweep.write_report(os.path.join(ROOT, 'experiments/genair_table.py'),
+                              str(tmp_path / 'root'), '', str(tmp_path / 'out' / 'genair'))
+    sampled = json.loads((workdir / 'results_sampled.json').read_text())
+    assert 'sampled' in sampled['protocol'] and 0 < sampled['splits']['test']['hr@20'] <= 1
+    full, sampled_part = text.split('## 100 sampled negatives')
+    assert '| BERT4Rec | 1 |' in full and '| BERT4Rec | 1 |' in sampled_part.split('###')[0]

@@ -184,6 +184,7 @@ def change_cell(value: float, reference: float) -> str:
 def write_markdown(parts: list[str], out: str) -> str:
   """Writes a report's parts, a blank line apart, to <out>.md and returns the text."""
   text = '\n\n'.join(parts) + '\n'
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   with open(f'{out}.md', 'w') as f:
     f.write(text)
   return text
