@@ -122,6 +122,8 @@ def get_sweep(variant: str, root: str) -> list[dict]:
         ('LC-Rec (per prefix)', f'configs/lcrec_ins.py:{variant}_prefix', {}),
         ('Ghost (per prefix)', f'configs/ghost_ins.py:{variant}',
          {'train.example_kind': 'prefix'}),
+        ('Ghost w/o AUO (per prefix)', f'configs/ghost_ins.py:{variant}_noauo',
+         {'train.example_kind': 'prefix'}),
         ('RQK-4 (per prefix)', f'configs/lcrec_ins.py:{variant}_rqk4_prefix', {}),
         # SKT's anchor rule before issue 25 (anchor in the full embedding space, residual in
         # PCA-32): separates that fix from the time order in Ghost (per prefix)'s change.

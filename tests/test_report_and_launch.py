@@ -15,6 +15,7 @@ import pytest
 
 from experiments import ghost_scaling
 from experiments import ghost_sensitivity
+from experiments import ghost_table
 from genrec_jax.report import plots
 from genrec_jax.report import tables
 from launch import sweep
@@ -42,6 +43,10 @@ def test_ghost_table_sweep_expands_to_valid_commands(tmp_path):
                           str(tmp_path))
   names = [r['name'] for r in rows]
   assert names[0] == 'SASRec' and 'Ghost' in names and 'RQK-4-6' in names
+  # Every row of the report's tables can be run, but LETTER's published SIDs (Instruments)
+  # and Pop (deterministic: one run of configs/pop_ml100k.py).
+  tabled = set(ghost_table.TABLE_1 + ghost_table.TABLE_2)
+  assert tabled - set(names) == {'LETTER SIDs (lcrec)', 'LETTER SIDs (lcrec, per prefix)', 'Pop'}
   runs = sweep.expand(rows, str(tmp_path), ['0', '1'])
   assert len(runs) == 2 * len(rows)
   letter = next(r for r in runs if r['name'].startswith('LETTER'))
