@@ -47,14 +47,30 @@ def get_sweep(variant: str, root: str) -> list[dict]:
           for size, fields in sizes.items() for name, config, overrides in METHODS]
 
 
+def gap_table(rows: dict[str, list[dict]]) -> str:
+  """Per run: parameters, head and tail HR@10, their difference and their ratio."""
+  lines = ['| run | parameters | head HR@10 | tail HR@10 | head − tail | head / tail |',
+           '|---|---|---|---|---|---|']
+  for name, runs in rows.items():
+    head, tail = (sum(r[key] for r in runs) / len(runs) for key in ('hr@10/head', 'hr@10/tail'))
+    ratio = f'{head / tail:.1f}x' if tail else 'no tail hit'
+    lines.append(f'| {name} | {runs[0]["num_params"]:,.0f} | {head:.4f} | {tail:.4f} | '
+                 f'{head - tail:.4f} | {ratio} |')
+  return '\n'.join(lines)
+
+
 def report(root: str, out: str, where: str = 'MovieLens-100k, test split') -> str:
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from genrec_jax.report import plots  # pylint: disable=g-import-not-at-top
   from genrec_jax.report import tables  # pylint: disable=g-import-not-at-top
-  rows = tables.collect(root)
+  collected = tables.collect(root)
+  order = [r['name'] for variant in ('cpu', 'paper') for r in get_sweep(variant, root)]
+  rows = {name: collected[name] for name in order if name in collected}  # by method and size
+  rows.update((name, runs) for name, runs in collected.items() if name not in rows)
   sized = {name: runs for name, runs in rows.items() if all('num_params' in r for r in runs)}
   parts = ['## Head and tail accuracy by backbone size (test split)',
-           tables.comparison_table(rows, ks=(10,))]
+           tables.comparison_table(rows, ks=(10,)), '## The head/tail gap (means over seeds)',
+           gap_table(sized)]
   if sized:
     figure = plots.scaling(sized, 'num_params', (('hr@10/head', 'head HR@10'),
                                                  ('hr@10/tail', 'tail HR@10')),

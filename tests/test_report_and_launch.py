@@ -379,6 +379,12 @@ def test_scaling_sweep_sizes_and_figure(tmp_path):
       path.write_text(json.dumps(result))
   text = ghost_scaling.report(str(tmp_path / 'runs'), str(tmp_path / 'out' / 'ghost_scaling'))
   assert '| Ghost (large) | 2 |' in text
+  assert text.index('| LC-Rec (small) |') < text.index('| LC-Rec (large) |')  # by size
+  tests = [json.loads((tmp_path / 'runs' / 'Ghost (large)' / f'seed{s}' / 'results.json')
+                      .read_text())['splits']['test'] for s in range(2)]
+  head, tail = (np.mean([t[key] for t in tests]) for key in ('hr@10/head', 'hr@10/tail'))
+  assert (f'| Ghost (large) | 3,000,000 | {head:.4f} | {tail:.4f} | {head - tail:.4f} | '
+          f'{head / tail:.1f}x |') in text
   assert os.path.getsize(tmp_path / 'out' / 'ghost_scaling.png') > 1000
 
 
