@@ -13,7 +13,7 @@ trained per example (the Ghost paper's scaling study, which uses Qwen3 0.6B-8B).
 --out=experiments/ghost_scaling; the table in experiments/ghost_scaling.md, the figure experiments/ghost_scaling.png: head and
 tail HR@10 against the parameter count each run recorded). Cost on this machine, one seed,
 each run on one core beside another: small 8 min, base 20 (LC-Rec) and 32 (Ghost) min, large
-~1 h 50 (LC-Rec, 1.4 steps/s) and ~3 h (Ghost, 0.9 steps/s) by their first steps.
+85 min (LC-Rec, measured) and ~2-2.5 h (Ghost, ~0.9 steps/s in its first steps).
 """
 
 from __future__ import annotations
