@@ -63,6 +63,10 @@ flags.DEFINE_bool('status', False, 'Print where each run stands (kept, finished,
 RECORD_FILES = ('config.json', 'metrics.jsonl', 'results.json')  # results.json, the marker, last
 
 
+class SweepError(ValueError):
+  """A sweep asked for something it cannot do (printed as one line, exit code 2)."""
+
+
 def load_module(path: str):
   spec = importlib.util.spec_from_file_location('sweep_definition', path)
   module = importlib.util.module_from_spec(spec)
@@ -74,14 +78,17 @@ def load_sweep(path: str, arg: str, root: str) -> list[dict]:
   return load_module(path).get_sweep(arg, root)
 
 
-def write_report(path: str, root: str, keep: str, out: str) -> str:
+def check_reports(module, path: str) -> None:
+  """Fails before any run if --report asks a sweep file without report() for one."""
+  if not hasattr(module, 'report'):
+    raise SweepError(f'--report: {path} defines no report(records, out); leave --report out '
+                     'and write its tables with its own command.')
+
+
+def write_report(module, root: str, keep: str, out: str) -> str:
   """The sweep file's report(records, out) over the kept records (root's runs without a
   keep directory), after its optional prepare_report(root, keep) (a step that needs the
   runs' checkpoints, e.g. scoring them under a second protocol)."""
-  module = load_module(path)
-  if not hasattr(module, 'report'):
-    raise ValueError(f'--report: {path} defines no report(records, out); write its tables '
-                     'with its own command.')
   if hasattr(module, 'prepare_report'):
     module.prepare_report(root, keep)
   return module.report(keep or root, out)
@@ -95,7 +102,7 @@ def expand(rows: list[dict], root: str, seeds, keep: str = '', only=()) -> list[
   by_name = {row['name']: row for row in rows}
   unknown = set(only) - set(by_name)
   if unknown:
-    raise ValueError(f'--only names rows the sweep lacks: {sorted(unknown)}; its rows: '
+    raise SweepError(f'--only names rows the sweep lacks: {sorted(unknown)}; its rows: '
                      f'{list(by_name)}')
   runs = {}
 
@@ -107,7 +114,7 @@ def expand(rows: list[dict], root: str, seeds, keep: str = '', only=()) -> list[
     needs = []
     for name, needed_seed in row.get('needs', ()):
       if name not in by_name:
-        raise ValueError(f'row {row["name"]!r} needs row {name!r}, which the sweep lacks')
+        raise SweepError(f'row {row["name"]!r} needs row {name!r}, which the sweep lacks')
       needs.append(add(by_name[name], needed_seed)['workdir'])
     args = [f'--config={row["config"]}', f'--workdir={workdir}', f'--config.seed={seed}',
             f'--config.name={row["name"]}']
@@ -225,12 +232,12 @@ def cpu_shares(jobs: int) -> list:
   contiguous shares (None, no pinning, for one job or where affinity cannot be set).
   Separate shares keep two XLA thread pools from fighting over the same cores."""
   if jobs < 1:
-    raise ValueError(f'--jobs={jobs}: run at least one job at a time.')
+    raise SweepError(f'--jobs={jobs}: run at least one job at a time.')
   if jobs == 1 or not hasattr(os, 'sched_getaffinity'):
     return [None] * jobs
   cpus = sorted(os.sched_getaffinity(0))
   if jobs > len(cpus):
-    raise ValueError(f'--jobs={jobs}: this process may use {len(cpus)} CPUs; run at most '
+    raise SweepError(f'--jobs={jobs}: this process may use {len(cpus)} CPUs; run at most '
                      f'{len(cpus)} jobs at a time.')
   size, extra = divmod(len(cpus), jobs)
   bounds = [k * size + min(k, extra) for k in range(jobs + 1)]
@@ -342,7 +349,7 @@ def check_keep_is_committable(keep: str) -> None:
   except FileNotFoundError:  # no git: nothing to check
     return
   if result.returncode == 0:  # 1: not ignored; 128: not in a repository
-    raise ValueError(f'--keep={keep}: git ignores the records written there (rule '
+    raise SweepError(f'--keep={keep}: git ignores the records written there (rule '
                      f'{result.stdout.split(chr(9))[0]}); choose another directory or change '
                      'that .gitignore rule.')
 
@@ -390,7 +397,18 @@ def write_slurm(runs: list[dict], root: str, extra: str, stem: str = 'sweep') ->
 
 def main(argv):
   del argv
-  rows = load_sweep(FLAGS.sweep, FLAGS.sweep_arg, FLAGS.root)
+  try:
+    run_sweep()
+  except SweepError as e:
+    print(f'launch.sweep: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+def run_sweep():
+  module = load_module(FLAGS.sweep)
+  if FLAGS.report:
+    check_reports(module, FLAGS.sweep)
+  rows = module.get_sweep(FLAGS.sweep_arg, FLAGS.root)
   if FLAGS.keep:
     check_keep_is_committable(FLAGS.keep)
   only = row_names(FLAGS.only)
@@ -406,7 +424,7 @@ def main(argv):
     return
   failed = run_local(runs, FLAGS.jobs)
   if FLAGS.report:
-    print(write_report(FLAGS.sweep, FLAGS.root, FLAGS.keep, FLAGS.report))
+    print(write_report(module, FLAGS.root, FLAGS.keep, FLAGS.report))
     if failed:
       print(f'{failed} run(s) failed or could not run: the report holds the others.')
   sys.exit(1 if failed else 0)

@@ -109,8 +109,8 @@ def test_smoke_configs_train_and_evaluate(tmp_path, variant):
   results = run.train_and_evaluate(config, str(workdir))
   assert 0 < results['splits']['test']['hr@20'] <= 1
   if variant.endswith('_plain'):  # the table's report step, as `launch.sweep --report` runs it
-    text = sweep.write_report(os.path.join(ROOT, 'experiments/genair_table.py'),
-                              str(tmp_path / 'root'), '', str(tmp_path / 'out' / 'genair'))
+    table = sweep.load_module(os.path.join(ROOT, 'experiments/genair_table.py'))
+    text = sweep.write_report(table, str(tmp_path / 'root'), '', str(tmp_path / 'out' / 'genair'))
     sampled = json.loads((workdir / 'results_sampled.json').read_text())
     assert 'sampled' in sampled['protocol'] and 0 < sampled['splits']['test']['hr@20'] <= 1
     full, sampled_part = text.split('## 100 sampled negatives')

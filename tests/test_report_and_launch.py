@@ -417,11 +417,17 @@ def test_report_step_prepares_from_the_runs_then_reads_the_records(tmp_path):
       '  open(os.path.join(keep, "prepared"), "w").write(root)\n'
       'def report(records, out):\n  return ",".join(sorted(os.listdir(records)))\n')
   (tmp_path / 'kept').mkdir()
-  text = sweep.write_report(str(tmp_path / 'study.py'), 'RUNS', str(tmp_path / 'kept'), 'x')
+  study = sweep.load_module(str(tmp_path / 'study.py'))
+  sweep.check_reports(study, 'study.py')
+  text = sweep.write_report(study, 'RUNS', str(tmp_path / 'kept'), 'x')
   assert text == 'prepared' and (tmp_path / 'kept' / 'prepared').read_text() == 'RUNS'
+  # A sweep file without report() is refused before any run, in one line.
   (tmp_path / 'bare.py').write_text('def get_sweep(arg, root):\n  return []\n')
-  with pytest.raises(ValueError, match='defines no report'):
-    sweep.write_report(str(tmp_path / 'bare.py'), 'RUNS', '', 'x')
+  done = subprocess.run([sys.executable, '-m', 'launch.sweep', f'--sweep={tmp_path}/bare.py',
+                         f'--root={tmp_path}/root', '--report=x'], cwd=REPO,
+                        capture_output=True, text=True, check=False)
+  assert done.returncode == 2 and done.stderr.startswith('launch.sweep: --report: ')
+  assert len(done.stderr.strip().splitlines()) == 1 and 'defines no report' in done.stderr
 
 
 @pytest.mark.parametrize('study', ['ghost_table', 'ghost_scaling', 'ghost_sensitivity'])
