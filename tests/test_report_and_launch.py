@@ -111,6 +111,15 @@ def test_needed_runs_run_first_even_when_only_their_record_is_kept(tmp_path):
   assert line.index('--dependency=afterok:$job') < line.index('sweep.sbatch')
   assert open(tmp_path / 'new' / 'sweep0.runs.txt').read().count('\n') == 1
   assert 'LETTER' in open(tmp_path / 'new' / 'sweep.runs.txt').read()
+  # Re-run for LETTER, SASRec seed 0 leaves its kept record as it was (a re-run is another
+  # draw of the last float bits, not the run the tables averaged).
+  kept_result = os.path.join(fresh[0]['kept'], 'results.json')
+  before = open(kept_result).read()
+  fresh[0]['command'] = [sys.executable, '-c', (
+      'import os, sys; open(os.path.join(sys.argv[1], "results.json"), "w").write("{}")'),
+                         fresh[0]['workdir']]
+  assert sweep.run_local(fresh) == 0 and open(kept_result).read() == before
+  assert os.path.exists(os.path.join(fresh[2]['kept'], 'results.json'))  # the new run is kept
   with pytest.raises(ValueError, match='--only names rows the sweep lacks'):
     sweep.expand(rows, str(tmp_path), ['0'], only=['LETER'])
 
