@@ -10,8 +10,9 @@ trained per example (the Ghost paper's scaling study, which uses Qwen3 0.6B-8B).
   python -m launch.sweep --sweep=experiments/ghost_scaling.py --root=runs/scaling \
       --keep=experiments/runs/ghost_scaling --seeds=0 --report=experiments/ghost_scaling
 (the report alone: python experiments/ghost_scaling.py --root=experiments/runs/ghost_scaling
---out=experiments/ghost_scaling; the table in experiments/ghost_scaling.md, the figure experiments/ghost_scaling.png: head and
-tail HR@10 against the parameter count each run recorded). Cost on this machine, one seed,
+--out=experiments/ghost_scaling; the tables in experiments/ghost_scaling.md, the figure
+experiments/ghost_scaling.png: head and tail HR@10 against the parameter count each run
+recorded). Cost on this machine, one seed,
 each run on one core beside another: small 8 min, base 20 (LC-Rec) and 32 (Ghost) min, large
 85 min (LC-Rec, measured) and ~2-2.5 h (Ghost, ~0.9 steps/s in its first steps).
 """

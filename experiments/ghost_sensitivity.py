@@ -7,7 +7,8 @@ the three studies. Run, then write the figures and the table:
   python -m launch.sweep --sweep=experiments/ghost_sensitivity.py --root=runs/sensitivity \
       --keep=experiments/runs/ghost_sensitivity --seeds=0 --report=experiments/ghost_sensitivity
 (the report alone: python experiments/ghost_sensitivity.py
---root=experiments/runs/ghost_sensitivity --out=experiments/ghost_sensitivity; the table in experiments/ghost_sensitivity.md; figures experiments/ghost_length_heatmap.png,
+--root=experiments/runs/ghost_sensitivity --out=experiments/ghost_sensitivity; the table in
+experiments/ghost_sensitivity.md; figures experiments/ghost_length_heatmap.png,
 ghost_alpha.png, ghost_k_b.png).
 Cost: 17 runs of ~40 min each (~800 s per epoch) with this 2-core machine to itself (one
 seed); `--only=` picks grid points, e.g. the length grid alone. The figures show every seed

@@ -17,8 +17,9 @@ study, end to end.
 
   local   one run after the other on this machine (--jobs=N: N at a time, each on its own
           share of the CPUs):
-            python -m launch.sweep --sweep=experiments/ghost_table.py --root=runs/ghost --seeds=0,1,2 \
-                --keep=experiments/runs/ghost_ml100k --report=experiments/ghost_table_ml100k
+            python -m launch.sweep --sweep=experiments/ghost_table.py --root=runs/ghost \
+                --seeds=0,1,2 --keep=experiments/runs/ghost_ml100k \
+                --report=experiments/ghost_table_ml100k
 
   slurm   writes <root>/sweep.sbatch, a job array with one task per run (multi-node tasks
           initialise jax.distributed from the SLURM environment; needed runs go in an earlier
