@@ -331,7 +331,7 @@ def record_files(workdir: str) -> list[str]:
 def copy_record(workdir: str, kept: str) -> None:
   """Copies record_files(workdir) to the folder kept, results.json last. A record already
   kept there stays: the run was re-run only because another run reads its workdir, and the
-  re-run is not the run the tables were made from (float sums differ in the last bits)."""
+  re-run is not the run the tables were made from (float sums, or the code, may differ)."""
   if os.path.exists(os.path.join(kept, RECORD_FILES[-1])):
     print(f'    {kept} already holds this run\'s record: left as it is (the re-run is in '
           f'{workdir})', flush=True)
