@@ -155,8 +155,10 @@ def to_run(runs: list[dict]) -> list[dict]:
       spec['workdir'] in needed and not _finished(spec['workdir']))]
 
 
-def _finished(workdir: str) -> bool:
-  return os.path.exists(os.path.join(workdir, 'results.json'))
+def _finished(folder: str) -> bool:
+  """Whether a workdir, or a kept record's folder, holds a finished run: its results.json,
+  written (and copied) last."""
+  return os.path.exists(os.path.join(folder, RECORD_FILES[-1]))
 
 
 def run_dir_name(name: str) -> str:
@@ -305,7 +307,7 @@ def run_state(spec: dict) -> str:
 
 def is_kept(spec: dict) -> bool:
   """Whether the run's record is already kept (its results.json, copied last, is there)."""
-  return bool(spec['kept']) and os.path.exists(os.path.join(spec['kept'], 'results.json'))
+  return bool(spec['kept']) and _finished(spec['kept'])
 
 
 def keep_record(spec: dict) -> None:
@@ -332,7 +334,7 @@ def copy_record(workdir: str, kept: str) -> None:
   """Copies record_files(workdir) to the folder kept, results.json last. A record already
   kept there stays: the run was re-run only because another run reads its workdir, and the
   re-run is not the run the tables were made from (float sums, or the code, may differ)."""
-  if os.path.exists(os.path.join(kept, RECORD_FILES[-1])):
+  if _finished(kept):
     print(f'    {kept} already holds this run\'s record: left as it is (the re-run is in '
           f'{workdir})', flush=True)
     return
