@@ -16,7 +16,6 @@ under --workdir.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
 import time
@@ -86,16 +85,9 @@ def main(argv=None) -> None:
       lines.append(f'| {name} | {chunk} | {m["batch"]} | {m["width"]} | {m["sid_len"]} | '
                    f'{m["temp"] / 2**30:.2f} | {m["seconds"]:.2f} | {ratios} |')
       print(lines[-1], flush=True)
-  table = '\n'.join(lines)
-  print(table)
-  if not args.no_record:
-    entry = '\n'.join([
-        f'- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}',
-        f'- machine: nproc {os.cpu_count()}, CPU {record.cpu_model()}, jax {jax.__version__}',
-        f'- command: `python benchmarks/auo_step_benchmark.py --chunks {args.chunks}`',
-        '', table])
-    record.add_entry(os.path.join(REPO, 'benchmarks', 'RESULTS.md'),
-                     'Memory and time: Ghost\'s AUO training step', entry)
+  record.publish('\n'.join(record.header() + [''] + lines),
+                 os.path.join(REPO, 'benchmarks', 'RESULTS.md'),
+                 'Memory and time: Ghost\'s AUO training step', args.no_record)
 
 
 if __name__ == '__main__':

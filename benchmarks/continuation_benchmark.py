@@ -20,10 +20,8 @@ compare the ratios within one run.
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -122,12 +120,7 @@ def main():
   args = parser.parse_args()
   text = '\n'.join(rows(('base',) if args.quick else ('base', 'large'),
                         2 if args.quick else args.reps))
-  entry = '\n'.join([
-      f'- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}',
-      f'- machine: nproc {os.cpu_count()}, {record.cpu_model()}, jax {jax.__version__}, '
-      f'load {record.load_str()}',
-      f'- command: `{shlex.join(["python", "benchmarks/continuation_benchmark.py", *sys.argv[1:]])}`',
-      '', text])
+  entry = '\n'.join(record.header() + ['', text])
   record.publish(entry, os.path.join(os.path.dirname(__file__), 'RESULTS.md'),
                  'Per-prefix continuations: the prompt shared, not copied', args.no_record)
 

@@ -24,11 +24,9 @@ buffers of the compiled generate at each batch size.
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import os
 import resource
-import shlex
 import statistics
 import sys
 import time
@@ -165,14 +163,13 @@ def embedding_row(args, model, network):
 
 
 def render(args, info, load_s, gen_rows, embed_row, rss, loads) -> str:
-  lines = [f'- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}',
-           f'- machine: {info}; load average {loads[0]} at the start, {loads[1]} at the end',
-           f'- command: `python benchmarks/generate_benchmark.py {shlex.join(sys.argv[1:])}`',
-           f'- model: {args.model} ({load_s:.1f} s to read, dequantise and tokenizer); prompt '
-           f'left-padded to {args.prompt_len} tokens, {args.new_tokens} new tokens per row, '
-           f'median of {args.reps}',
-           '', '| batch | kind | s | tokens/s | x floor | compile s | XLA temp GiB |',
-           '|---|---|---|---|---|---|---|']
+  lines = record.header(
+      f'{info}; load average {loads[0]} at the start, {loads[1]} at the end',
+      f'model: {args.model} ({load_s:.1f} s to read, dequantise and tokenizer); prompt '
+      f'left-padded to {args.prompt_len} tokens, {args.new_tokens} new tokens per row, '
+      f'median of {args.reps}')
+  lines += ['', '| batch | kind | s | tokens/s | x floor | compile s | XLA temp GiB |',
+            '|---|---|---|---|---|---|---|']
   for r in gen_rows:
     lines.append(f'| {r["batch"]} | {r["kind"]} | {r["seconds"]:.2f} | '
                  f'{r["tokens_per_s"]:.1f} | {r["vs_floor"]:.2f} | {r["compile_s"]:.1f} | '

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
+import shlex
+import sys
 
 
 def cpu_model() -> str:
@@ -19,6 +22,20 @@ def cpu_model() -> str:
 def load_str() -> str:
   """The 1/5/15-minute load averages, e.g. '1.02/0.98/0.95' (other jobs skew timings)."""
   return '/'.join(f'{x:.2f}' for x in os.getloadavg())
+
+
+def header(machine: str | None = None, *notes: str) -> list[str]:
+  """The lines an entry opens with: UTC date, machine (by default nproc, CPU, jax and load),
+  the command as typed, then any `notes` lines."""
+  if machine is None:
+    import jax  # pylint: disable=g-import-not-at-top
+    machine = (f'nproc {os.cpu_count()}, CPU {cpu_model()}, jax {jax.__version__}, '
+               f'load {load_str()}')
+  script = f'benchmarks/{os.path.basename(sys.argv[0])}'
+  return [f'- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}',
+          f'- machine: {machine}',
+          f'- command: `{shlex.join(["python", script, *sys.argv[1:]])}`',
+          *(f'- {note}' for note in notes)]
 
 
 def publish(report: str, path: str, heading: str, no_record: bool) -> None:

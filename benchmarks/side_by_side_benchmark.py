@@ -15,7 +15,6 @@ data.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import shutil
@@ -106,12 +105,10 @@ def main():
   load_before = record.load_str()
   alone = measure(args.workdir, 1, args.seconds, args.warmup)
   side_by_side = measure(args.workdir, args.jobs, args.seconds, args.warmup)
-  lines = [
-      f'- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}',
-      f'- machine: nproc {os.cpu_count()}, CPU {record.cpu_model()}',
-      f'- load average before / after: {load_before} / {record.load_str()}',
-      f'- command: `python benchmarks/side_by_side_benchmark.py --jobs={args.jobs} '
-      f'--seconds={args.seconds:g} --warmup={args.warmup:g}` ({CONFIG}, steps of 32 examples)',
+  lines = record.header(
+      f'nproc {os.cpu_count()}, CPU {record.cpu_model()}',
+      f'load average before / after: {load_before} / {record.load_str()}',
+      f'{CONFIG}, steps of 32 examples') + [
       '',
       '| runs at a time | CPUs per run | steps/s of each run | steps/s in all | vs one at a time |',
       '|---|---|---|---|---|']

@@ -26,9 +26,7 @@ shared: compare ratios within one run.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import shlex
 import statistics
 import sys
 import time
@@ -166,15 +164,9 @@ def main():
   batches = (64,) if args.quick else (64, 256)
   parts = [step_benchmark(reps), softmax_benchmark(sizes, reps), topk_benchmark(batches, reps)]
   text = '\n\n'.join('\n'.join(p) for p in parts)
-  print(text)
-  if not args.no_record:
-    entry = '\n'.join([
-        f'- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}',
-        f'- machine: nproc {os.cpu_count()}, {record.cpu_model()}, jax {jax.__version__}',
-        f'- command: `{shlex.join(["python", "benchmarks/simgr_benchmark.py", *sys.argv[1:]])}`',
-        '', text])
-    record.add_entry(os.path.join(os.path.dirname(__file__), 'RESULTS.md'),
-                     'SimGR: chunked item softmax, training step, exact top-K vs beam', entry)
+  record.publish('\n'.join(record.header() + ['', text]),
+                 os.path.join(os.path.dirname(__file__), 'RESULTS.md'),
+                 'SimGR: chunked item softmax, training step, exact top-K vs beam', args.no_record)
 
 
 if __name__ == '__main__':
