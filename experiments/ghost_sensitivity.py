@@ -12,7 +12,9 @@ experiments/ghost_sensitivity.md; figures experiments/ghost_length_heatmap.png,
 ghost_alpha.png, ghost_k_b.png).
 Cost: 17 runs of ~40 min each (~800 s per epoch) with this 2-core machine to itself (one
 seed); `--only=` picks grid points, e.g. the length grid alone. The figures show every seed
-kept so far (mean and sample std where there are several).
+kept so far (mean and sample std where there are several), against the seed noise of the
+default setting: Ghost (per prefix) of the Ghost table over its kept seeds (`--reference`),
+a grey band on the line plots and a line of the table.
 """
 
 from __future__ import annotations
@@ -21,10 +23,16 @@ import argparse
 import os
 import sys
 
+import numpy as np
+
 DEFAULTS = {'head_levels': 3, 'tail_levels': 2, 'alpha': 0.1, 'k_b': 5}
 HEAD_LEVELS, TAIL_LEVELS = (3, 4, 5), (1, 2, 3)
 ALPHAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
 K_BS = (1, 3, 5, 10)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The default point is the Ghost table's 'Ghost (per prefix)' row, kept there on 3 seeds.
+REFERENCE_ROOT, REFERENCE_ROW = os.path.join(REPO, 'experiments/runs/ghost_ml100k'), (
+    'Ghost (per prefix)')
 
 
 def row_name(head_levels, tail_levels, alpha, k_b) -> str:
@@ -52,8 +60,9 @@ def get_sweep(variant: str, root: str) -> list[dict]:
           for p in grid()]
 
 
-def report(root: str, out: str, where: str = 'MovieLens-100k, test split') -> str:
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+def report(root: str, out: str, where: str = 'MovieLens-100k, test split',
+           reference_root: str = REFERENCE_ROOT) -> str:
+  sys.path.insert(0, REPO)
   from genrec_jax.report import plots  # pylint: disable=g-import-not-at-top
   from genrec_jax.report import tables  # pylint: disable=g-import-not-at-top
   rows = tables.collect(root)
@@ -61,6 +70,17 @@ def report(root: str, out: str, where: str = 'MovieLens-100k, test split') -> st
   parts = ['## Every grid point (test split)',
            tables.comparison_table({p['name']: rows[p['name']] for p in grid()
                                     if p['name'] in rows}, ks=(10,))]
+  reference = (tables.collect(reference_root).get(REFERENCE_ROW)
+               if reference_root and os.path.isdir(reference_root) else None)
+  reference_label = ''
+  if reference:
+    reference_label = f'default, {len(reference)} seeds\n(mean ± std)'
+    noise = ', '.join(f'{title} {np.mean(v):.4f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.4f}'
+                      for key, title in metrics
+                      for v in [[r[key] for r in reference]])
+    parts.append(f'Seed noise at the default setting ({REFERENCE_ROW} in '
+                 f'{os.path.relpath(reference_root, REPO)}, {len(reference)} seeds, mean ± '
+                 f'sample std): {noise}.')
   figures, folder = [], os.path.dirname(out)
   lengths = {(h, t): rows.get(row_name(**dict(DEFAULTS, head_levels=h, tail_levels=t)))
              for h in HEAD_LEVELS for t in TAIL_LEVELS}
@@ -73,7 +93,8 @@ def report(root: str, out: str, where: str = 'MovieLens-100k, test split') -> st
     runs = {v: rows.get(row_name(**dict(DEFAULTS, **{field: v}))) for v in values}
     if any(runs.values()):
       figures.append(plots.lines(runs, label, metrics,
-                                 os.path.join(folder, f'ghost_{field}.png'), where=where))
+                                 os.path.join(folder, f'ghost_{field}.png'), where=where,
+                                 reference=reference, reference_label=reference_label))
   parts.append('Figures: ' + ', '.join(os.path.basename(f) for f in figures))
   return tables.write_markdown(parts, out)
 
@@ -84,5 +105,8 @@ if __name__ == '__main__':
   parser.add_argument('--root', required=True, help='runs or kept records of the sweep')
   parser.add_argument('--out', default='experiments/ghost_sensitivity',
                       help='report file prefix')
+  parser.add_argument('--reference', default=REFERENCE_ROOT,
+                      help=f"kept runs holding '{REFERENCE_ROW}' on several seeds, the seed "
+                      "noise of the default setting ('' for none)")
   args = parser.parse_args()
-  print(report(args.root, args.out))
+  print(report(args.root, args.out, reference_root=args.reference))

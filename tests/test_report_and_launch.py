@@ -360,11 +360,20 @@ def test_sensitivity_sweep_shares_the_default_point_and_draws_its_figures(tmp_pa
   for row in rows[:5] + rows[-2:]:  # part of the grid, two seeds each
     for seed in range(2):
       _fake_run(tmp_path / 'runs', row['name'], seed, rng)
+  reference = [_fake_run(tmp_path / 'table', 'Ghost (per prefix)', seed, rng)
+               for seed in range(3)]
   text = ghost_sensitivity.report(str(tmp_path / 'runs'),
-                                  str(tmp_path / 'out' / 'ghost_sensitivity'))
+                                  str(tmp_path / 'out' / 'ghost_sensitivity'),
+                                  reference_root=str(tmp_path / 'table'))
   assert '| Ghost Lh=3 Lt=1 alpha=0.1 Kb=5 | 2 |' in text
+  tail = [r['hr@10/tail'] for r in reference]
+  assert (f'tail HR@10 {np.mean(tail):.4f} ± {np.std(tail, ddof=1):.4f}' in text
+          and '3 seeds' in text)
   for name in ('ghost_length_heatmap.png', 'ghost_alpha.png', 'ghost_k_b.png'):
     assert os.path.getsize(tmp_path / 'out' / name) > 1000
+  without = ghost_sensitivity.report(str(tmp_path / 'runs'), str(tmp_path / 'bare' / 'report'),
+                                     reference_root='')
+  assert 'Seed noise' not in without and os.path.exists(tmp_path / 'bare' / 'ghost_alpha.png')
 
 
 def test_scaling_sweep_sizes_and_figure(tmp_path):

@@ -132,18 +132,27 @@ def heatmaps(cells: dict, row_values, column_values, row_label: str, column_labe
   return _save(fig, path)
 
 
-def lines(runs_by_value: dict, label: str, metrics, path: str, where: str = '') -> str:
+def lines(runs_by_value: dict, label: str, metrics, path: str, where: str = '',
+          reference: list[dict] | None = None, reference_label: str = '') -> str:
   """One panel per (metric key, title): the metric's mean over seeds against the swept value
-  (error bars: sample std), points without runs left out."""
+  (error bars: sample std), points without runs left out. `reference` (runs of one setting
+  over several seeds) is drawn as a grey band of mean ± sample std: the seed noise a
+  one-seed point is read against."""
   values = [v for v, runs in runs_by_value.items() if runs]
   fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.4))
   for ax, (key, title), colour in zip(np.atleast_1d(axes), metrics, palette(len(metrics))):
     stats = np.array([_stats(runs_by_value[v], key) for v in values])
+    if reference:
+      mean, std = _stats(reference, key)
+      ax.axhspan(mean - std, mean + std, color='grey', alpha=0.2, label=reference_label)
+      ax.axhline(mean, color='grey', linestyle='--', linewidth=1)
     ax.errorbar(range(len(values)), stats[:, 0], yerr=stats[:, 1], marker='o', color=colour,
                 capsize=3)
     ax.set_xticks(range(len(values)), [str(v) for v in values])
     ax.set_xlabel(label)
     ax.set_title(title)
+  if reference:
+    np.atleast_1d(axes)[-1].legend(loc='upper left', bbox_to_anchor=(1.01, 1), fontsize=8)
   fig.suptitle(where)
   return _save(fig, path)
 
