@@ -3,7 +3,10 @@ on the LC-Rec backbone: head items replaced by their most similar tail item with
 
   python -m genrec_jax.main --config=configs/augment_ins.py:cpu_augment --workdir=runs/aug
 
-Expected: being re-run after the baseline fixes (experiments/RESULTS.md).
+Expected (test, seeds 0-2, 2-core CPU, 2026-12; experiments/ghost_table_ml100k.md):
+`cpu_augment` HR@10 0.080 ± 0.006, tail HR@10 0.038 ± 0.005, MGU@10 0.127, ARP@10 221;
+`cpu_substitute` HR@10 0.039 ± 0.007, tail HR@10 0.030 ± 0.012, MGU@10 0.259, ARP@10 145;
+~2-6 min of training a seed.
 """
 
 from configs import common

@@ -9,7 +9,9 @@ The SASRec run comes first (its 32-d item embeddings are the CF signal):
 Variants: cpu, ins, paper, smoke; suffix `_tiger` for the TIGER backbone. On `ins` (the
 papers' Instruments data) the SIDs are LETTER's own, read from Instruments.index.json.
 
-Expected: being re-run after the baseline fixes (experiments/RESULTS.md).
+Expected on `cpu` (test, seeds 0-2, 2-core CPU, 2026-12; experiments/ghost_table_ml100k.md):
+HR@10 0.116 ± 0.011, tail HR@10 0.032 ± 0.005, MGU@10 0.278, ARP@10 258; ~3 min of training a
+seed after the SASRec run.
 """
 
 import os
