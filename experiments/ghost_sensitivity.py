@@ -1,4 +1,4 @@
-r"""Ghost's sensitivity studies on MovieLens-100k, trained per example (Ghost's Figs. 6-8):
+r"""Ghost's sensitivity studies on MovieLens-100k, trained per example (Ghost's Figs. 4, 6, 7):
 the SID lengths L^h x L^t, AUO's weight alpha and its number of distractors K_b.
 
 Every grid point is Ghost (per prefix) on `configs/ghost_ins.py:cpu` with one setting changed
