@@ -23,8 +23,6 @@ import argparse
 import os
 import sys
 
-import numpy as np
-
 DEFAULTS = {'head_levels': 3, 'tail_levels': 2, 'alpha': 0.1, 'k_b': 5}
 HEAD_LEVELS, TAIL_LEVELS = (3, 4, 5), (1, 2, 3)
 ALPHAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
@@ -75,9 +73,8 @@ def report(root: str, out: str, where: str = 'MovieLens-100k, test split',
   reference_label = ''
   if reference:
     reference_label = f'default, {len(reference)} seeds\n(mean ± std)'
-    noise = ', '.join(f'{title} {np.mean(v):.4f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.4f}'
-                      for key, title in metrics
-                      for v in [[r[key] for r in reference]])
+    noise = ', '.join(f'{title} {tables.mean_std_cell([r[key] for r in reference], key)}'
+                      for key, title in metrics)
     parts.append(f'Seed noise at the default setting ({REFERENCE_ROW} in '
                  f'{os.path.relpath(reference_root, REPO)}, {len(reference)} seeds, mean ± '
                  f'sample std): {noise}.')
