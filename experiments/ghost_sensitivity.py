@@ -10,7 +10,7 @@ the three studies. Run, then write the figures and the table:
 --root=experiments/runs/ghost_sensitivity --out=experiments/ghost_sensitivity; the table in
 experiments/ghost_sensitivity.md; figures experiments/ghost_length_heatmap.png,
 ghost_alpha.png, ghost_k_b.png).
-Cost: 17 runs of ~25 min each (~580 s per epoch) on one core of this machine, the other busy (one
+Cost: 17 runs of 24-36 min each (~580 s per epoch) on one core of this machine, the other busy (one
 seed); `--only=` picks grid points, e.g. the length grid alone. The figures show every seed
 kept so far (mean and sample std where there are several), against the seed noise of the
 default setting: Ghost (per prefix) of the Ghost table over its kept seeds (`--reference`),
